@@ -1,0 +1,49 @@
+"""npe2 writers: Shapes layers -> ASAP / CAMELYON16 XML and QuPath GeoJSON (level-0 coordinates)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..geometry import world_to_level0
+
+
+def shapes_to_annotations(data: list[np.ndarray], attributes: dict[str, Any]) -> Any:
+    """Turn a Shapes layer's data and attributes into an :class:`~napari_patchdx.io.annotations.AnnotationSet`.
+
+    Layers we made hold continuous level-0 (y, x) already (``metadata["patchdx"]["frame"] == "level0"``). For
+    any other layer the data go through the layer's own scale / translate to world coordinates, and world
+    coordinates are taken as micrometres when ``metadata["patchdx"]["mpp"]`` is known, else as level-0 pixels.
+    """
+    from ..io.annotations import from_layer_data
+
+    meta = (attributes.get("metadata") or {}).get("patchdx", {})
+    if meta.get("frame") == "level0":
+        polygons = [np.asarray(d, dtype=np.float64)[:, -2:] for d in data]
+    else:
+        scale = np.asarray(attributes.get("scale", (1.0, 1.0)), dtype=np.float64)[-2:]
+        translate = np.asarray(attributes.get("translate", (0.0, 0.0)), dtype=np.float64)[-2:]
+        polygons = [
+            world_to_level0(np.asarray(d, dtype=np.float64)[:, -2:] * scale + translate, meta.get("mpp")) for d in data
+        ]
+    features = attributes.get("features")
+    if features is not None and hasattr(features, "to_dict"):
+        features = {k: list(v) for k, v in features.to_dict(orient="list").items()}
+    shape_types = attributes.get("shape_type")
+    return from_layer_data(polygons, features or None, shape_types)
+
+
+def write_asap_xml(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer: a Shapes layer as ASAP / CAMELYON16 XML."""
+    from ..io.annotations import write_asap_xml as _write
+
+    return [str(_write(shapes_to_annotations(data, attributes), Path(path)))]
+
+
+def write_geojson(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
+    """npe2 single-layer writer: a Shapes layer as QuPath GeoJSON."""
+    from ..io.annotations import write_geojson as _write
+
+    return [str(_write(shapes_to_annotations(data, attributes), Path(path)))]

@@ -1,0 +1,56 @@
+"""Shared fixtures: small real and synthetic files, built once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from skimage import data as skdata
+from skimage.transform import downscale_local_mean, resize
+
+
+def write_pyramid(
+    path: Path,
+    image: np.ndarray,
+    *,
+    tile: int = 256,
+    mpp: float | None = 0.5,
+    compression: str = "jpeg",
+    min_size: int = 256,
+) -> Path:
+    """Write ``image`` (h, w, 3|4 uint8) as a generic tiled pyramidal TIFF (one page per level, halving)."""
+    kwargs: dict = {}
+    if mpp is not None:
+        kwargs = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"}
+    with tifffile.TiffWriter(path) as tw:
+        level, k = image, 0
+        while True:
+            tw.write(
+                level,
+                tile=(tile, tile),
+                compression=compression,
+                photometric="rgb",
+                subfiletype=1 if k else 0,
+                extrasamples=("unassalpha",) if level.shape[2] == 4 else None,
+                **kwargs,
+            )
+            if max(level.shape[:2]) <= min_size:
+                break
+            level = downscale_local_mean(level, (2, 2, 1)).astype(np.uint8)
+            k += 1
+    return path
+
+
+@pytest.fixture(scope="session")
+def ihc_image() -> np.ndarray:
+    """scikit-image's bundled immunohistochemistry micrograph, enlarged to 1500 x 2100 px (RGB uint8)."""
+    img = skdata.immunohistochemistry()
+    return (resize(img, (1500, 2100), order=1) * 255 + 0.5).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def ihc_slide(tmp_path_factory: pytest.TempPathFactory, ihc_image: np.ndarray) -> Path:
+    """The IHC micrograph as a 4-level JPEG tiled pyramid with 0.5 um/px in its resolution tags."""
+    return write_pyramid(tmp_path_factory.mktemp("slides") / "ihc.tif", ihc_image)
