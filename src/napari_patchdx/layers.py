@@ -11,14 +11,19 @@ Each layer's ``metadata["patchdx"]`` records what it is (``kind``), the source p
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .geometry import napari_transform, vector_transform
-from .io.annotations import AnnotationSet, to_layer_data
-from .io.cxr import CxrImage
-from .io.slides import Slide
+from .io.annotations import AnnotationSet, read_annotations, to_layer_data
+from .io.cxr import CxrImage, read_cxr
+from .io.detect import SLIDE_SUFFIXES, TIFF_SUFFIXES, detect_kind
+from .io.slides import Slide, open_slide
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -65,6 +70,8 @@ def annotation_layer(
         "name": name,
         "shape_type": "polygon",
         "features": features,
+        # shapes a user draws become new tumour regions, never holes of an existing one
+        "feature_defaults": {"label": "tumor", "name": "", "group": "", "role": "exterior", "region": -1},
         "edge_color": colors if colors else "#00e5ff",
         "face_color": "transparent",
         "edge_width": edge_width,
@@ -143,3 +150,56 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
         else:
             out[k] = str(v)
     return out
+
+
+def layers_for_paths(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]:
+    """Layer data for every path (slides with their ground truth, X-rays, annotation files), routed by content."""
+    layers: list[LayerData] = []
+    for p in map(Path, paths):
+        kind = detect_kind(p)
+        if kind == "slide":
+            layers.extend(slide_file_layers(p))
+        elif kind == "cxr":
+            layers.extend(cxr_file_layers(p))
+        elif kind == "annotations":
+            layers.extend(annotation_file_layers(p))
+    return layers
+
+
+def slide_file_layers(path: Path) -> list[LayerData]:
+    """A multiscale slide layer plus, when ``<stem>.xml`` / ``<stem>.geojson`` sits beside it, its ground truth."""
+    slide = open_slide(path)
+    layers = [slide_layer(slide)]
+    for suffix in (".xml", ".geojson"):
+        ann_path = path.with_suffix(suffix)
+        if not ann_path.is_file():
+            continue
+        try:
+            annotations = read_annotations(ann_path).clip(*slide.shape)
+        except Exception as exc:  # a broken annotation file must not hide the slide
+            warnings.warn(f"{ann_path}: ground truth not shown: {exc}", UserWarning, stacklevel=2)
+            continue
+        layers.append(annotation_layer(annotations, slide.mpp, name=f"{path.stem} ground truth"))
+        break
+    return layers
+
+
+def cxr_file_layers(path: Path) -> list[LayerData]:
+    """A grayscale chest X-ray layer with its pixel spacing (mm) as scale."""
+    return [cxr_layer(read_cxr(path))]
+
+
+def annotation_file_layers(path: Path) -> list[LayerData]:
+    """An annotation file as Shapes; aligned in micrometres when a slide with the same name sits beside it."""
+    annotations = read_annotations(path)
+    mpp: Any = None
+    for sibling in sorted(path.parent.glob(path.stem + ".*")):
+        if sibling.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES:
+            try:
+                with open_slide(sibling) as slide:
+                    mpp = slide.mpp
+                    annotations = annotations.clip(*slide.shape)
+                break
+            except Exception:
+                continue
+    return [annotation_layer(annotations, mpp, name=f"{path.stem} ground truth")]

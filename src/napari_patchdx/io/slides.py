@@ -349,7 +349,7 @@ class TiffSlide(Slide):
     """Tiled pyramidal TIFF / OME-TIFF / SVS read directly with tifffile + imagecodecs.
 
     Each compressed tile is read with ``os.pread`` (thread-safe, no shared file position) and decoded once; decoded
-    tiles live in an LRU cache of ``cache_bytes`` (default 128 MiB). ``tiles_decoded`` counts decodes.
+    tiles live in an LRU cache of ``cache_bytes`` (default 128 MiB). ``tiles_decoded_per_level`` counts decodes.
     """
 
     backend = "tifffile"
@@ -360,7 +360,6 @@ class TiffSlide(Slide):
         super().__init__(path, mpp)
         self._cache = _TileCache(cache_bytes)
         self._cache_bytes = cache_bytes
-        self.tiles_decoded = 0
         self._fd: int | None = None
         self._pid = os.getpid()
         try:
@@ -382,6 +381,7 @@ class TiffSlide(Slide):
             if lv.samples not in (1, 3, 4):
                 raise InputFileError(path, f"level {k} has {lv.samples} samples per pixel; only RGB(A) or gray")
         self._levels = levels
+        self.tiles_decoded_per_level = [0] * len(levels)
         self.level_shapes = tuple(lv.shape for lv in levels)
         self.tile_shapes = tuple(lv.tile for lv in levels)
         self.properties = {"tiff.kind": kind, **props}
@@ -404,6 +404,11 @@ class TiffSlide(Slide):
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # interpreter shutdown
             self.close()
+
+    @property
+    def tiles_decoded(self) -> int:
+        """Compressed tiles decoded so far, all levels (``tiles_decoded_per_level`` splits it)."""
+        return sum(self.tiles_decoded_per_level)
 
     def tile(self, level: int, ty: int, tx: int) -> np.ndarray:
         """Decoded tile ``(ty, tx)`` of ``level`` as uint8 (tile_h, tile_w, 3), padded as stored in the file."""
@@ -428,7 +433,7 @@ class TiffSlide(Slide):
             seg, _, _ = lv.decode(data, index, jpegtables=lv.jpegtables)
         except Exception as exc:
             raise TileReadError(self.path, level, (ty * th, tx * tw, th, tw), f"{type(exc).__name__}: {exc}") from exc
-        self.tiles_decoded += 1
+        self.tiles_decoded_per_level[level] += 1
         seg = np.asarray(seg).reshape(seg.shape[-3], seg.shape[-2], seg.shape[-1])
         if seg.dtype != np.uint8:
             raise TileReadError(self.path, level, (ty * th, tx * tw, th, tw), f"{seg.dtype} samples; need 8-bit")

@@ -1,0 +1,47 @@
+"""npe2 sample data: a small synthetic slide with its ground truth, a synthetic chest X-ray with lesion boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from platformdirs import user_cache_dir
+
+from ..layers import LayerData, boxes_layer, cxr_layer, slide_file_layers
+
+#: Bump when the generator's output changes so cached samples are rebuilt.
+SAMPLE_VERSION = 1
+
+
+def _cache_dir() -> Path:
+    path = Path(user_cache_dir("napari-patchdx")) / "samples"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sample_slide() -> list[LayerData]:
+    """A 4096 x 4096 px synthetic lymph-node slide (0.5 um/px) with tumours, and its ground-truth Shapes layer.
+
+    Generated once (deterministically) into the user cache folder, then opened through the plugin's reader.
+    """
+    from ..data.synth_wsi import make_slide
+
+    path = _cache_dir() / f"sample_slide_v{SAMPLE_VERSION}.tif"
+    if not path.is_file():
+        make_slide(path, height=4096, width=4096, mpp=0.5, seed=7, tumor=True)
+    return slide_file_layers(path)
+
+
+def sample_cxr() -> list[LayerData]:
+    """A 1024 x 1024 synthetic chest X-ray (0.4 mm/px) with a nodule and a pleural effusion, and their boxes."""
+    from ..data.synth_cxr import render_cxr
+    from ..io.cxr import CxrImage
+
+    image, lesions, meta = render_cxr(11, size=1024, lesions=("nodule", "pleural_effusion"))
+    spacing = (0.4, 0.4)
+    cxr = CxrImage(image=image, spacing=spacing, meta={"source": "synthetic", "seed": 11}, path=None)
+    boxes = np.array([lesion.box for lesion in lesions], dtype=np.float64).reshape(-1, 4)
+    return [
+        cxr_layer(cxr, name="synthetic chest x-ray"),
+        boxes_layer(boxes, [lesion.cls for lesion in lesions], spacing=spacing, name="lesion boxes"),
+    ]

@@ -1,0 +1,52 @@
+"""A real napari Viewer (under Xvfb) opening files through the plugin."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_patchdx import open_slide
+from napari_patchdx.geometry import level0_to_world
+from napari_patchdx.layers import slide_layer
+
+pytestmark = pytest.mark.gui
+
+
+def test_viewer_shows_slide_and_aligned_ground_truth(make_napari_viewer, wsi_cohort) -> None:
+    slide = next(s for s in wsi_cohort.slides if s.label == "tumor")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(slide.path), plugin="napari-patchdx")
+    image, truth = layers
+    assert image.multiscale and image.rgb
+    assert len(image.data) >= 3 and image.data[0].shape == (slide.height, slide.width, 3)
+    assert truth.nshapes >= 1 and truth.name.endswith("ground truth")
+
+    # the same level-0 point lands on the same world coordinate in both layers
+    np.testing.assert_allclose(image.data_to_world([100, 200]), [100 * slide.mpp, 200 * slide.mpp])
+    vertex = truth.data[0][0]
+    np.testing.assert_allclose(truth.data_to_world(vertex), level0_to_world(vertex, slide.mpp))
+    # ... and the vertex sits inside the image pixel that contains it
+    pixel = image.world_to_data(truth.data_to_world(vertex))
+    np.testing.assert_allclose(pixel, vertex - 0.5)
+
+    viewer.reset_view()
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    rgb = shot[..., :3].astype(int)
+    assert rgb.std() > 10, "canvas is blank"
+    cyan = (np.abs(rgb - [0, 229, 255]).sum(axis=-1) < 60).sum()
+    assert cyan > 20, "ground-truth outlines are not drawn"
+    tissue = (rgb.sum(axis=-1) < 600).sum()
+    assert tissue > 500, "no tissue visible"
+
+
+def test_large_slide_displays_without_level0_reads(make_napari_viewer, large_slide) -> None:
+    slide = open_slide(large_slide)
+    data, kwargs, _ = slide_layer(slide)
+    assert slide.tiles_decoded == 0  # building the layer reads no pixels
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(data, **kwargs)
+    viewer.reset_view()
+    viewer.screenshot(canvas_only=True, flash=False)
+    assert layer.data[0].shape == (100_000, 100_000, 3)
+    assert slide.tiles_decoded_per_level[0] == 0, "the whole-slide view read level-0 tiles"
+    assert slide.tiles_decoded > 0, "nothing was displayed"
