@@ -33,12 +33,12 @@ def sample_slide() -> list[LayerData]:
 
 
 def sample_cxr() -> list[LayerData]:
-    """A 1024 x 1024 synthetic chest X-ray (0.4 mm/px) with a nodule and a pleural effusion, and their boxes."""
+    """A 1024 x 1024 synthetic chest X-ray (about 0.4 mm/px) with a nodule and a pleural effusion, and their boxes."""
     from ..data.synth_cxr import render_cxr
     from ..io.cxr import CxrImage
 
-    image, lesions, meta = render_cxr(11, size=1024, lesions=("nodule", "pleural_effusion"))
-    spacing = (0.4, 0.4)
+    image, lesions, info = render_cxr(11, size=1024, lesions=("nodule", "pleural_effusion"))
+    spacing = (float(info["spacing_mm"][0]), float(info["spacing_mm"][1]))
     cxr = CxrImage(image=image, spacing=spacing, meta={"source": "synthetic", "seed": 11}, path=None)
     boxes = np.array([lesion.box for lesion in lesions], dtype=np.float64).reshape(-1, 4)
     return [
