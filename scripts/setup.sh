@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(xvfb xauth libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0
   libxcb-xinerama0 libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libxkbcommon-x11-0 libdbus-1-3
-  libfontconfig1 libgl1 libegl1 libglib2.0-0)
+  libfontconfig1 libgl1 libegl1 libgl1-mesa-dri libglib2.0-0)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

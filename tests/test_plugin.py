@@ -8,12 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from npe2 import PluginManifest
+from npe2 import PluginManager, PluginManifest
 from npe2.io_utils import read, write
 
 from napari_patchdx import read_annotations
 from napari_patchdx._napari.reader import napari_get_reader
 from napari_patchdx.geometry import level0_to_world
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _discover_plugins() -> None:
+    """napari discovers plugins when it starts; tests that use npe2 directly must do it themselves."""
+    PluginManager.instance().discover()
+    assert "napari-patchdx" in PluginManager.instance()._manifests
 
 
 def test_manifest_validates_and_every_command_imports() -> None:
