@@ -81,7 +81,8 @@ def _info(args: argparse.Namespace) -> int:
         else:
             from .errors import InputFileError
 
-            raise InputFileError(path, "not a slide, chest X-ray or annotation file napari-patchdx reads")
+            problem = "no such file" if not path.exists() else "not a slide, chest X-ray or annotation file we read"
+            raise InputFileError(path, problem)
         print(json.dumps(summary, indent=2, default=str))
     return 0
 
