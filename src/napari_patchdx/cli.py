@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except PatchdxError as exc:
+    except (PatchdxError, OSError) as exc:  # bad input, or a file in the way / unwritable output
         print(f"napari-patchdx: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
