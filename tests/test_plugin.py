@@ -107,3 +107,24 @@ def test_sample_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     image = cxr_layers[0][0]
     assert image.dtype == np.float32 and image.shape == (1024, 1024) and 0 <= image.min() < image.max() <= 1
     assert set(cxr_layers[1][1]["features"]["class"]) == {"nodule", "pleural_effusion"}
+
+
+def test_writer_refuses_layer_of_unknown_frame(tmp_path: Path) -> None:
+    from napari_patchdx import ConfigError
+    from napari_patchdx._napari.writers import shapes_to_annotations
+
+    square = [np.array([[0.0, 0.0], [0.0, 100.0], [100.0, 100.0], [100.0, 0.0]])]
+    with pytest.raises(ConfigError, match="cannot tell the level-0 pixel size"):
+        shapes_to_annotations(square, {"name": "drawn", "scale": (0.5, 0.5), "metadata": {}})
+    # world in micrometres with the slide's mpp given: 100 um = 200 level-0 px at 0.5 um/px
+    ann = shapes_to_annotations(square, {"name": "drawn", "metadata": {"patchdx": {"mpp": 0.5}}})
+    np.testing.assert_allclose(ann.regions[0].exterior.max(axis=0), [200.5, 200.5])
+
+
+def test_points_only_geojson_is_a_clear_error(tmp_path: Path) -> None:
+    from napari_patchdx import InputFileError
+
+    path = tmp_path / "points.geojson"
+    path.write_text('{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, "properties": {}}')
+    with pytest.warns(UserWarning), pytest.raises(InputFileError, match=r"points\.geojson.*no polygon"):
+        read([path], stack=False, plugin_name="napari-patchdx")

@@ -130,6 +130,53 @@ def test_transparent_pixels_are_white(tmp_path: Path) -> None:
     assert (region[256:] == 255).all()
 
 
+@pytest.mark.parametrize(
+    ("extrasample", "expected"), [("unassalpha", [227, 127, 127]), ("assocalpha", [227, 127, 127])]
+)
+def test_half_transparent_pixels_composited_on_white(tmp_path: Path, extrasample: str, expected: list[int]) -> None:
+    rgba = np.zeros((256, 256, 4), np.uint8)
+    rgba[..., 0] = 200 if extrasample == "unassalpha" else 100  # premultiplied red of 200 at alpha 128 is ~100
+    rgba[..., 3] = 128
+    path = tmp_path / f"{extrasample}.tif"
+    tifffile.imwrite(path, rgba, tile=(256, 256), photometric="rgb", extrasamples=(extrasample,), compression="zlib")
+    region = open_slide(path, backend="tifffile").read_region(0, 0, 8, 8)
+    np.testing.assert_allclose(region[0, 0], expected, atol=1)
+
+
+def test_extra_sample_that_is_not_alpha_is_dropped(tmp_path: Path) -> None:
+    data = np.zeros((256, 256, 4), np.uint8)
+    data[..., 0] = 200  # 4th sample 0 is "unspecified data", not transparency
+    path = tmp_path / "extra.tif"
+    tifffile.imwrite(path, data, tile=(256, 256), photometric="rgb", extrasamples=("unspecified",))
+    assert (open_slide(path, backend="tifffile").read_region(0, 0, 4, 4) == [200, 0, 0]).all()
+
+
+def test_16bit_pyramid_is_not_a_slide(tmp_path: Path) -> None:
+    path = tmp_path / "deep.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(np.zeros((1024, 1024), np.uint16), tile=(256, 256))
+        tw.write(np.zeros((512, 512), np.uint16), tile=(256, 256), subfiletype=1)
+    assert not is_pyramidal_tiff(path)  # routed to the X-ray reader
+    with pytest.raises(InputFileError, match=r"deep\.tif.*16-bit"):
+        open_slide(path)
+
+
+def test_small_tiled_rgb_tiff_is_a_slide(tmp_path: Path, ihc_image: np.ndarray) -> None:
+    path = tmp_path / "tile.tif"
+    tifffile.imwrite(path, ihc_image[:512, :512], tile=(256, 256), photometric="rgb", compression="jpeg")
+    assert is_pyramidal_tiff(path)
+    assert open_slide(path).level_count == 1
+
+
+def test_openslide_backend_reopens_after_close_and_pickle(ihc_slide: Path) -> None:
+    slide = open_slide(ihc_slide, backend="openslide")
+    before = slide.read_region(10, 10, 32, 32)
+    slide.close()
+    np.testing.assert_array_equal(slide.read_region(10, 10, 32, 32), before)
+    clone = pickle.loads(pickle.dumps(slide))
+    np.testing.assert_array_equal(clone.read_region(10, 10, 32, 32), before)
+
+
 def test_mpp_unknown_and_override(tmp_path: Path, ihc_image: np.ndarray) -> None:
     path = write_pyramid(tmp_path / "nompp.tif", ihc_image[:512, :512], mpp=None)
     slide = open_slide(path)

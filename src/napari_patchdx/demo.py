@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from ._fsutil import atomic_write_text
 from .layers import layers_for_paths
 
 #: Demo cohort sizes: small enough for two CPU cores in a minute or two, large enough to mean something.
@@ -79,7 +80,7 @@ def run_demo(out: Path, view: bool = False, seed: int = 0) -> dict[str, Any]:
     timings["open_cxr_s"] = time.perf_counter() - t0
 
     summary = {"slides": slides, "cxr": images, "timings_s": {k: round(v, 2) for k, v in timings.items()}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     _print_summary(summary)
     print(f"\nsummary written to {out / 'summary.json'}")
     if view:  # pragma: no cover - interactive

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InputFileError
 from .geometry import napari_transform, vector_transform
 from .io.annotations import AnnotationSet, read_annotations, to_layer_data
 from .io.cxr import CxrImage, read_cxr
@@ -192,6 +193,8 @@ def cxr_file_layers(path: Path) -> list[LayerData]:
 def annotation_file_layers(path: Path) -> list[LayerData]:
     """An annotation file as Shapes; aligned in micrometres when a slide with the same name sits beside it."""
     annotations = read_annotations(path)
+    if not len(annotations.regions):
+        raise InputFileError(path, "holds no polygon annotations (points and lines are not read)")
     mpp: Any = None
     for sibling in sorted(path.parent.glob(path.stem + ".*")):
         if sibling.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES:
@@ -203,3 +206,39 @@ def annotation_file_layers(path: Path) -> list[LayerData]:
             except Exception:
                 continue
     return [annotation_layer(annotations, mpp, name=f"{path.stem} ground truth")]
+
+
+#: Colours of patch boxes by label.
+PATCH_COLORS = {0: "#34c759", 1: "#ff3b30"}
+
+
+def patches_layer(
+    table: Any,
+    level_downsamples: Sequence[float],
+    mpp: float | None,
+    name: str = "patches",
+) -> LayerData:
+    """A Shapes layer of patch read windows (level-0 rectangles) from patch-table rows of ONE image.
+
+    Boxes are red for tumour / lesion patches and green for normal ones; ``label`` and ``split`` are features.
+    """
+    ds = np.asarray(level_downsamples, dtype=np.float64)[table["level"].to_numpy()]
+    foot = table["size"].to_numpy() * ds
+    y = table["y"].to_numpy(np.float64)
+    x = table["x"].to_numpy(np.float64)
+    data = [
+        np.array([[y0, x0], [y0, x0 + f], [y0 + f, x0 + f], [y0 + f, x0]]) for y0, x0, f in zip(y, x, foot, strict=True)
+    ]
+    labels = table["label"].astype(int).tolist()
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "shape_type": "rectangle",
+        "features": {"label": labels, "split": table["split"].astype(str).tolist()},
+        "edge_color": [PATCH_COLORS[int(v > 0)] for v in labels] if labels else "#34c759",
+        "face_color": "transparent",
+        "edge_width": float(np.median(foot) / 40) if len(foot) else 2.0,
+        "units": _units(mpp),
+        "metadata": {"patchdx": {"kind": "patches", "frame": "level0", "mpp": mpp}},
+        **vector_transform(mpp),
+    }
+    return data, kwargs, "shapes"

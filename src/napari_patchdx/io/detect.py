@@ -26,7 +26,7 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
         p = Path(path)
         suffix = p.suffix.lower()
         if suffix in SLIDE_SUFFIXES:
-            return "slide" if (p.is_file() or (suffix == ".mrxs" and p.exists())) else None
+            return "slide" if p.is_file() else None
         if not p.is_file():
             return None
         if suffix in TIFF_SUFFIXES:

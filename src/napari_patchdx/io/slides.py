@@ -27,6 +27,7 @@ import numpy as np
 
 from ..errors import InputFileError, MissingMetadataError
 from ..geometry import Grid
+from .tiffmeta import TIFF_MAGIC, resolution_um
 
 __all__ = [
     "OpenSlideSlide",
@@ -37,7 +38,6 @@ __all__ = [
     "open_slide",
 ]
 
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _WHITE = np.uint8(255)
 
 
@@ -199,7 +199,8 @@ class Slide(ABC):
         arr = _LevelArray(self, level)
         th, tw = self.tile_shapes[level]
         st = os.stat(self.path)
-        name = f"patchdx-slide-{abs(hash((str(self.path), st.st_size, st.st_mtime_ns)))}-L{level}"
+        key = (str(self.path), self.backend, st.st_size, st.st_mtime_ns)
+        name = f"patchdx-slide-{abs(hash(key))}-L{level}"
         return da.from_array(
             arr,
             chunks=(th, tw, 3),
@@ -338,7 +339,9 @@ class _TiffLevel:
         self.jpegtables = page.jpegtables
         self.decode = page.decode
         self.compression = int(page.compression)
-        self.extrasamples = tuple(page.extrasamples) if page.extrasamples else ()
+        extra = tuple(int(v) for v in page.extrasamples) if page.extrasamples else ()
+        # the 4th sample is alpha only when ExtraSamples says so (1 associated, 2 unassociated); 0 is other data
+        self.alpha = {1: "associated", 2: "unassociated"}.get(extra[0]) if extra else None
         if self.offsets.size < self.grid[0] * self.grid[1]:
             raise ValueError(
                 f"{self.offsets.size} tiles stored for a {self.grid[0]}x{self.grid[1]} tile grid (planar data?)"
@@ -359,9 +362,9 @@ class TiffSlide(Slide):
 
         super().__init__(path, mpp)
         self._cache = _TileCache(cache_bytes)
-        self._cache_bytes = cache_bytes
         self._fd: int | None = None
         self._pid = os.getpid()
+        self._lock = threading.Lock()
         try:
             with tifffile.TiffFile(path) as tif:
                 pages, kind, file_mpp, props = _tiff_pyramid(tif)
@@ -388,11 +391,12 @@ class TiffSlide(Slide):
         self._finish_init(file_mpp)
 
     def _fileno(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDONLY)
-            self._pid = os.getpid()
-            self._cache.clear()
-        return self._fd
+        with self._lock:
+            if self._fd is None or self._pid != os.getpid():
+                self._fd = os.open(self.path, os.O_RDONLY)
+                self._pid = os.getpid()
+                self._cache.clear()
+            return self._fd
 
     def close(self) -> None:
         """Close the file descriptor (the slide reopens it on the next read)."""
@@ -433,7 +437,8 @@ class TiffSlide(Slide):
             seg, _, _ = lv.decode(data, index, jpegtables=lv.jpegtables)
         except Exception as exc:
             raise TileReadError(self.path, level, (ty * th, tx * tw, th, tw), f"{type(exc).__name__}: {exc}") from exc
-        self.tiles_decoded_per_level[level] += 1
+        with self._lock:
+            self.tiles_decoded_per_level[level] += 1
         seg = np.asarray(seg).reshape(seg.shape[-3], seg.shape[-2], seg.shape[-1])
         if seg.dtype != np.uint8:
             raise TileReadError(self.path, level, (ty * th, tx * tw, th, tw), f"{seg.dtype} samples; need 8-bit")
@@ -441,7 +446,7 @@ class TiffSlide(Slide):
             pad = np.full((th, tw, seg.shape[2]), _WHITE)
             pad[: seg.shape[0], : seg.shape[1]] = seg[:th, :tw]
             seg = pad
-        return _to_rgb(seg, associated=1 in lv.extrasamples)
+        return _to_rgb(seg, lv.alpha)
 
     def _read(self, level: int, row: int, col: int, height: int, width: int) -> np.ndarray:
         lv = self._levels[level]
@@ -463,16 +468,19 @@ class TiffSlide(Slide):
         return out
 
 
-def _to_rgb(seg: np.ndarray, associated: bool) -> np.ndarray:
-    """(h, w, s) uint8 with s in 1, 3, 4 -> RGB on white."""
+def _to_rgb(seg: np.ndarray, alpha: str | None) -> np.ndarray:
+    """(h, w, s) uint8 with s in 1..4 -> RGB composited on white (``alpha``: None, associated, unassociated)."""
     s = seg.shape[2]
-    if s == 3:
-        return np.ascontiguousarray(seg)
     if s == 1:
         return np.repeat(seg, 3, axis=2)
+    if s == 2:  # gray + extra sample
+        gray = _to_rgb(seg[:, :, :1], None)
+        return _to_rgb(np.concatenate([gray, seg[:, :, 1:2]], axis=2), alpha) if alpha else gray
+    if s == 3 or alpha is None:
+        return np.ascontiguousarray(seg[:, :, :3])
     rgb = seg[:, :, :3].astype(np.float32)
     a = seg[:, :, 3:4].astype(np.float32) / 255.0
-    if associated:  # premultiplied colour
+    if alpha == "associated":  # premultiplied colour
         rgb = rgb + 255.0 * (1.0 - a)
     else:
         rgb = rgb * a + 255.0 * (1.0 - a)
@@ -515,45 +523,22 @@ def _tiff_pyramid(tif: Any) -> tuple[list[Any], str, float | None, dict[str, str
                     and page.imagewidth < prev.imagewidth
                 ):
                     pages.append(page)
-        mpp = _resolution_mpp(first)
+        um = resolution_um(first)
+        mpp = (um[0] + um[1]) / 2 if um else None
     if not pages[0].is_tiled:
         raise ValueError("level 0 is not tiled (a plain image, not a whole-slide image)")
     pages = [p for p in pages if p.is_tiled]
     for p in pages:
         if p.planarconfig == 2 and p.samplesperpixel > 1:
             raise ValueError("planar (separate) sample layout is not supported for slides")
+        if p.bitspersample != 8:
+            raise ValueError(f"{p.bitspersample}-bit samples; whole-slide images must be 8-bit RGB or gray")
+        if int(p.photometric) not in (1, 2, 6):  # MINISBLACK, RGB, YCBCR
+            raise ValueError(f"photometric {p.photometric.name} is not supported (need RGB, YCbCr or gray)")
     props["tiff.compression"] = str(pages[0].compression.name if hasattr(pages[0].compression, "name") else "")
     if mpp is not None and not (np.isfinite(mpp) and mpp > 0):
         mpp = None
     return pages, kind, mpp, props
-
-
-def _resolution_mpp(page: Any) -> float | None:
-    """Microns per pixel from XResolution / YResolution when the unit is centimetre or inch."""
-    try:
-        unit = int(page.tags["ResolutionUnit"].value) if "ResolutionUnit" in page.tags else 2
-        xr = page.tags["XResolution"].value if "XResolution" in page.tags else None
-        yr = page.tags["YResolution"].value if "YResolution" in page.tags else None
-    except Exception:
-        return None
-    if xr is None or unit not in (2, 3):
-        return None
-    per_unit = 25400.0 if unit == 2 else 10000.0
-
-    def to_mpp(r: Any) -> float | None:
-        value = r[0] / r[1] if isinstance(r, tuple) and r[1] else float(r) if not isinstance(r, tuple) else 0
-        return per_unit / value if value and value > 0 else None
-
-    mx, my = to_mpp(xr), to_mpp(yr) if yr is not None else None
-    if mx is None:
-        return None
-    if unit == 2 and xr in (
-        (72, 1),
-        (96, 1),
-        (300, 1),
-    ):  # screen / print defaults say nothing about the scanner
-        return None
-    return (mx + my) / 2 if my else mx
 
 
 def _ome_mpp(xml: str) -> float | None:
@@ -613,12 +598,13 @@ class OpenSlideSlide(Slide):
         self.level_downsamples = tuple(float(d) for d in osr.level_downsamples)
 
     def _handle(self) -> Any:
-        if self._pid != os.getpid():  # after fork, open a fresh handle
-            import openslide
+        with self._lock:
+            if self._osr is None or self._pid != os.getpid():  # closed, or a forked child: open a fresh handle
+                import openslide
 
-            self._osr = openslide.OpenSlide(str(self.path))
-            self._pid = os.getpid()
-        return self._osr
+                self._osr = openslide.OpenSlide(str(self.path))
+                self._pid = os.getpid()
+            return self._osr
 
     def close(self) -> None:
         """Close the OpenSlide handle."""
@@ -640,7 +626,7 @@ class OpenSlideSlide(Slide):
         alpha = rgba[:, :, 3]
         if alpha.min() == 255:
             return np.ascontiguousarray(rgba[:, :, :3])
-        return _to_rgb(rgba, associated=False)
+        return _to_rgb(rgba, "unassociated")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -651,8 +637,8 @@ class OpenSlideSlide(Slide):
 def _check_file(path: Path) -> bytes:
     if not path.exists():
         raise InputFileError(path, "no such file")
-    if path.is_dir() and path.suffix.lower() != ".mrxs":
-        raise InputFileError(path, "is a directory, not a slide file")
+    if path.is_dir():
+        raise InputFileError(path, "is a folder, not a slide file")
     size = path.stat().st_size
     if size == 0:
         raise InputFileError(path, "file is empty (0 bytes)")
@@ -661,29 +647,34 @@ def _check_file(path: Path) -> bytes:
 
 
 def is_pyramidal_tiff(path: str | os.PathLike[str]) -> bool:
-    """True when ``path`` is a tiled TIFF with a pyramid (or tiled and large) that we treat as a slide.
+    """True when ``path`` is a TIFF we treat as a whole-slide image rather than a single (X-ray) image.
 
-    Never raises: broken or non-TIFF files give False. Used to route ``.tif`` files between the slide reader
-    and the chest X-ray reader by content.
+    Slides: vendor TIFF formats (ndpi, scn, Philips, SVS, BIF), and 8-bit tiled TIFFs that are colour (3-4 samples)
+    or carry a pyramid. Everything else — 12/16-bit or float images, untiled images, single-level tiled gray
+    images — goes to the chest X-ray reader. Never raises: broken or non-TIFF files give False.
     """
     import tifffile
 
     try:
         p = Path(path)
-        if _check_file(p)[:4] not in _TIFF_MAGIC:
+        if _check_file(p)[:4] not in TIFF_MAGIC:
             return False
         with tifffile.TiffFile(p) as tif:
             if tif.is_ndpi or tif.is_scn or tif.is_philips or tif.is_svs:
                 return True
+            if tif.is_bif:
+                return True
             first = tif.pages.first
-            if not first.is_tiled:
+            if not first.is_tiled or first.bitspersample != 8:
                 return False
+            if first.samplesperpixel >= 3:
+                return True
             if tif.series and len(tif.series[0].levels) > 1:
                 return True
             if len(tif.pages) > 1:
                 second = tif.pages[1]
                 return bool(second.imagewidth < first.imagewidth and second.imagelength < first.imagelength)
-            return bool(first.imagewidth * first.imagelength > 8192 * 8192)
+            return False
     except Exception:
         return False
 
@@ -712,19 +703,14 @@ def open_slide(
         return OpenSlideSlide(p, mpp)
     if backend == "tifffile":
         return TiffSlide(p, mpp)
-    if head[:4] in _TIFF_MAGIC:
-        tiff_error: InputFileError | None = None
+    if head[:4] in TIFF_MAGIC:
         if not _vendor_tiff(p):
-            try:
-                return TiffSlide(p, mpp)
-            except InputFileError as exc:
-                tiff_error = exc
-        osr_format = _openslide_format(p)
-        if osr_format is not None:
+            # a plain TIFF we cannot read as a slide (wrong bit depth, untiled, truncated, ...) is not handed to
+            # OpenSlide, which would open some of them and then show wrong pixels
+            return TiffSlide(p, mpp)
+        if _openslide_format(p) is not None:
             return OpenSlideSlide(p, mpp)
-        if tiff_error is not None:
-            raise tiff_error
-        raise InputFileError(p, "TIFF file that neither tifffile nor OpenSlide can read as a slide")
+        raise InputFileError(p, "vendor TIFF that OpenSlide cannot read")
     if _openslide_format(p) is not None:
         return OpenSlideSlide(p, mpp)
     raise InputFileError(
