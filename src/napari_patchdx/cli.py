@@ -94,6 +94,28 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _froc(args: argparse.Namespace) -> int:
+    from .evaluate import froc_from_dirs
+
+    result = froc_from_dirs(
+        args.detections,
+        args.annotations,
+        slides_file=args.slides,
+        shapes_csv=args.shapes,
+        level=args.level,
+        mpp=args.mpp,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = result.to_json(out / "froc.json")
+    png_path = result.plot(out / "froc.png")
+    rates = ", ".join(f"{rate:g}: {sens:.4f}" for rate, sens in result.sensitivity_at.items())
+    print(f"FROC score {result.score:.4f} ({result.n_slides} slides, {result.n_lesions} lesions)")
+    print(f"sensitivity at FPs per slide {rates}")
+    print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     parser = argparse.ArgumentParser(
@@ -124,6 +146,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="files to describe")
     p.add_argument("--mpp", type=float, default=None, help="override the slide's microns per pixel")
     p.set_defaults(func=_info)
+
+    p = sub.add_parser("froc", help="CAMELYON16 lesion-level FROC of detection CSVs against annotations")
+    p.add_argument("--detections", required=True, help="folder of <slide>.csv files (rows probability,X,Y)")
+    p.add_argument(
+        "--annotations", required=True, help="folder of <slide>.xml / .geojson ground truth (others: normal)"
+    )
+    p.add_argument("--out", required=True, help="output folder for froc.json and froc.png")
+    p.add_argument("--level", type=int, default=5, help="pyramid level of the evaluation mask (default: 5)")
+    p.add_argument("--mpp", type=float, default=0.243, help="level-0 microns per pixel (default: 0.243)")
+    p.add_argument(
+        "--slides",
+        default=None,
+        help="slide list: one name per line, or a CSV with a 'slide' column (default: the CSVs)",
+    )
+    p.add_argument(
+        "--shapes",
+        default=None,
+        help="CSV with columns slide,height,width (level-0 px); default: slides.csv in the annotations folder",
+    )
+    p.set_defaults(func=_froc)
     return parser
 
 
