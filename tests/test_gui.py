@@ -51,3 +51,51 @@ def test_large_slide_displays_without_level0_reads(make_napari_viewer, large_sli
     assert layer.data[0].shape == (100_000, 100_000, 3)
     assert slide.tiles_decoded_per_level[0] == 0, "the whole-slide view read level-0 tiles"
     assert slide.tiles_decoded > 0, "nothing was displayed"
+
+
+def test_sample_patches_widget(make_napari_viewer, qtbot, wsi_cohort) -> None:
+    from napari_patchdx._napari.widgets import SamplePatchesWidget
+
+    slide = next(s for s in wsi_cohort.slides if s.label == "tumor")
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(slide.path), plugin="napari-patchdx")
+    widget = SamplePatchesWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert widget.slides.choices == (slide.path.stem,)
+    widget.slides.value = [slide.path.stem]
+    widget.truth.value = [f"{slide.path.stem} ground truth"]
+    widget.n.value = 40
+    widget.patch_size.value = 96
+    widget.center_size.value = 48
+    widget.runner.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.table is not None, timeout=60_000)
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=10_000)
+    assert len(widget.table) == 40 and 0 < widget.table.label.sum() < 40
+    layer = viewer.layers[f"{slide.path.stem} patches"]
+    assert layer.nshapes == 40
+    assert list(layer.features["label"]) == widget.table.label.tolist()
+    # boxes sit on the slide: the first box's corner is the table's level-0 (y, x)
+    row = widget.table.iloc[0]
+    np.testing.assert_allclose(layer.data[0][0], [row.y, row.x])
+    np.testing.assert_allclose(layer.data_to_world(layer.data[0][0]), level0_to_world([row.y, row.x], slide.mpp))
+    assert "tumour" in widget.counts.value
+
+
+def test_sample_patches_widget_stop(make_napari_viewer, qtbot, wsi_cohort) -> None:
+    from napari_patchdx._napari.widgets import SamplePatchesWidget
+
+    slide = next(s for s in wsi_cohort.slides if s.label == "tumor")
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(slide.path), plugin="napari-patchdx")
+    widget = SamplePatchesWidget(viewer)
+    widget.slides.value = [slide.path.stem]
+    widget.n.value = 1_000_000
+    widget.patch_size.value = 96
+    widget.center_size.value = 48
+    widget.runner.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.runner.progress.value > 0, timeout=60_000)
+    widget.runner.stop_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=30_000)
+    assert widget.runner.status.value == "stopped"
+    assert widget.table is None and widget.runner.run_button.enabled
+    assert f"{slide.path.stem} patches" not in viewer.layers

@@ -126,7 +126,8 @@ class CxrCohort:
         root: the cohort folder.
         labels_csv: ``labels.csv`` (image, one 0/1 column per class, png, dcm).
         lesions_csv: ``lesions.csv`` (image, lesion, class, y0, x0, y1, x1 in native pixels).
-        images: image ids in order; files are ``images/<id>.png``, ``images/<id>.dcm``, ``masks/<id>.png``.
+        images: image ids in order; files are ``images/<id>.png``, ``images/<id>.dcm``, ``masks/<id>.png``,
+            ``lungs/<id>.png``.
         dicom: whether the DICOM files were written.
     """
 
@@ -147,6 +148,10 @@ class CxrCohort:
     def mask_path(self, image_id: str) -> Path:
         """The uint8 class bitmask PNG of ``image_id`` (bit k = class k of :data:`CXR_CLASSES`)."""
         return self.root / "masks" / f"{image_id}.png"
+
+    def lung_path(self, image_id: str) -> Path:
+        """The uint8 lung-field mask PNG of ``image_id`` (255 inside the lungs)."""
+        return self.root / "lungs" / f"{image_id}.png"
 
 
 # ==============================================================================================================
@@ -1373,6 +1378,7 @@ def make_cxr_cohort(
       LINEAR_EXACT or two windows), MONOCHROME1 on about a third (stored inverted), and the spacing given as
       PixelSpacing, ImagerPixelSpacing with EstimatedRadiographicMagnificationFactor, or ImagerPixelSpacing;
     * ``masks/<id>.png``: uint8 bitmask, bit k set where a lesion of class ``CXR_CLASSES[k]`` is;
+    * ``lungs/<id>.png``: uint8 lung-field mask (255 = lung), where negative "normal lung" patches come from;
     * ``labels.csv``: ``image``, one 0/1 column per class in :data:`CXR_CLASSES` order, ``png``, ``dcm``
       (paths relative to ``out_dir``; ``dcm`` empty without DICOM);
     * ``lesions.csv``: ``image, lesion, class, y0, x0, y1, x1`` (half-open native-pixel boxes);
@@ -1407,7 +1413,7 @@ def make_cxr_cohort(
     root = Path(out_dir)
     params = {
         "generator": "napari_patchdx.data.synth_cxr",
-        "format": 1,
+        "format": 2,
         "n": n,
         "seed": seed,
         "size": size,
@@ -1459,6 +1465,8 @@ def make_cxr_cohort(
             bits[les.mask] |= np.uint8(1 << CXR_CLASSES.index(les.cls))
             lesion_rows.append([image_id, j, les.cls, *les.box])
         _atomic_write(root / "masks" / f"{image_id}.png", _png_bytes(bits))
+        lungs = np.where(info["lung_mask"], np.uint8(255), np.uint8(0))
+        _atomic_write(root / "lungs" / f"{image_id}.png", _png_bytes(lungs))
         label_rows.append([image_id, *(info["labels"][c] for c in CXR_CLASSES), png_rel, dcm_rel])
 
     _atomic_write(root / "lesions.csv", _csv_text(lesion_rows))

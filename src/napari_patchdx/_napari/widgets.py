@@ -1,0 +1,230 @@
+"""Dock widgets. Thin: they collect parameters, run a core job in a napari worker and show its results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import napari
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+    Select,
+    SpinBox,
+)
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+
+from ..io.annotations import AnnotationSet
+from ..io.detect import SLIDE_SUFFIXES, TIFF_SUFFIXES
+from ..layers import patches_layer
+from ..progress import Progress
+from .viewer import add_layers
+from .writers import shapes_to_annotations
+
+
+def _layers_of_kind(viewer: napari.Viewer, kind: str) -> list[Any]:
+    return [layer for layer in viewer.layers if layer.metadata.get("patchdx", {}).get("kind") == kind]
+
+
+class JobRunner(Container):
+    """Run / Stop buttons, a progress bar and a status line around a core job (a generator of Progress)."""
+
+    def __init__(self, run_label: str) -> None:
+        self.run_button = PushButton(text=run_label)
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=1000, label="progress")
+        self.status = Label(value="")
+        super().__init__(widgets=[self.run_button, self.stop_button, self.progress, self.status])
+        self.worker: Any = None
+        self.stop_button.changed.connect(self.stop)
+
+    def start(self, job_factory: Any, on_done: Any, on_partial: Any = None) -> None:
+        """Start ``job_factory()`` in a thread worker; ``on_done(result)`` and ``on_partial(report)`` run on the UI."""
+        self.run_button.enabled = False
+        self.stop_button.enabled = True
+        self.progress.value = 0
+        self.status.value = "starting..."
+
+        def job() -> Any:  # a generator function, so napari makes a GeneratorWorker (progress, quit)
+            return (yield from job_factory())
+
+        worker = create_worker(job)
+
+        def yielded(report: Progress) -> None:
+            self.progress.value = int(1000 * report.fraction)
+            self.status.value = report.message
+            if on_partial is not None:
+                on_partial(report)
+
+        def finished() -> None:
+            self.run_button.enabled = True
+            self.stop_button.enabled = False
+            self.worker = None
+
+        def errored(exc: Exception) -> None:
+            self.status.value = f"error: {exc}"
+            self.progress.value = 0
+            show_error(f"napari-patchdx: {exc}")
+
+        def aborted() -> None:
+            self.status.value = "stopped"
+
+        worker.yielded.connect(yielded)
+        worker.returned.connect(on_done)
+        worker.errored.connect(errored)
+        worker.aborted.connect(aborted)
+        worker.finished.connect(finished)
+        self.worker = worker
+        worker.start()
+
+    def stop(self) -> None:
+        """Ask the running job to stop at its next progress report."""
+        if self.worker is not None:
+            self.status.value = "stopping..."
+            self.worker.quit()
+
+
+class SamplePatchesWidget(Container):
+    """Sample patches from slide layers (or a folder of slides) with their ground truth, show them as boxes."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        self.viewer = viewer
+        self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
+        self.truth = Select(label="ground truth", choices=self._truth_names, allow_multiple=True)
+        self.folder = FileEdit(label="or folder", mode="d", value="")
+        self.method = ComboBox(label="sampler", choices=["balanced", "grid"], value="balanced")
+        self.n = SpinBox(label="patches", min=1, max=1_000_000, value=500)
+        self.patch_size = SpinBox(label="patch size (px)", min=16, max=2048, value=299)
+        self.center_size = SpinBox(label="centre region (px)", min=1, max=2048, value=128)
+        self.mpp = FloatSpinBox(label="um/px (0 = native)", min=0.0, max=64.0, step=0.05, value=0.0)
+        self.jitter = FloatSpinBox(label="jitter (px)", min=0.0, max=128.0, value=8.0)
+        self.min_tissue = FloatSpinBox(label="min tissue (grid)", min=0.0, max=1.0, step=0.05, value=0.25)
+        self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.runner = JobRunner("Sample")
+        self.counts = Label(value="")
+        self.export_path = FileEdit(label="export table", mode="w", filter="*.csv *.parquet", value="")
+        self.export_images = CheckBox(label="also patch PNGs (first 200)", value=False)
+        self.export_button = PushButton(text="Export")
+        super().__init__(
+            widgets=[
+                self.slides,
+                self.truth,
+                self.folder,
+                self.method,
+                self.n,
+                self.patch_size,
+                self.center_size,
+                self.mpp,
+                self.jitter,
+                self.min_tissue,
+                self.seed,
+                self.runner,
+                self.counts,
+                self.export_path,
+                self.export_images,
+                self.export_button,
+            ]
+        )
+        self.table: Any = None
+        self.runner.run_button.changed.connect(self.run)
+        self.export_button.changed.connect(self.export)
+        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.removed.connect(self._refresh)
+
+    def _slide_names(self, _: Any = None) -> list[str]:
+        return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
+
+    def _truth_names(self, _: Any = None) -> list[str]:
+        return [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Shapes)]
+
+    def _refresh(self, _: Any = None) -> None:
+        self.slides.reset_choices()
+        self.truth.reset_choices()
+
+    def _inputs(self) -> list[tuple[Path, Path | AnnotationSet | None]]:
+        """(slide path, annotations) pairs from the chosen layers, or from the folder."""
+        pairs: list[tuple[Path, Path | AnnotationSet | None]] = []
+        folder = Path(str(self.folder.value)) if str(self.folder.value) not in ("", ".") else None
+        if folder is not None and folder.is_dir():
+            for path in sorted(folder.iterdir()):
+                if path.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES:
+                    beside = next(
+                        (path.with_suffix(s) for s in (".xml", ".geojson") if path.with_suffix(s).is_file()), None
+                    )
+                    pairs.append((path, beside))
+            return pairs
+        truths = [self.viewer.layers[name] for name in self.truth.value]
+        for name in self.slides.value:
+            layer = self.viewer.layers[name]
+            path = Path(layer.metadata["patchdx"]["path"])
+            match = [t for t in truths if t.name.startswith(path.stem)] or (
+                truths if len(self.slides.value) == 1 else []
+            )
+            if match:
+                shapes = match[0]
+                annotations = shapes_to_annotations(shapes.data, shapes.as_layer_data_tuple()[1])
+                pairs.append((path, annotations))
+            else:
+                beside = next(
+                    (path.with_suffix(s) for s in (".xml", ".geojson") if path.with_suffix(s).is_file()), None
+                )
+                pairs.append((path, beside))
+        return pairs
+
+    def run(self) -> None:
+        """Start sampling in a worker."""
+        from ..data.sampling import PatchGeometry, sample_slides_job
+
+        pairs = self._inputs()
+        if not pairs:
+            show_info("napari-patchdx: choose slide layers or a folder of slides first")
+            return
+        geometry = PatchGeometry(int(self.patch_size.value), int(self.center_size.value), float(self.mpp.value) or None)
+        method = str(self.method.value)
+        kwargs = {
+            "method": method,
+            "n": int(self.n.value),
+            "geometry": geometry,
+            "seed": int(self.seed.value),
+            "jitter": float(self.jitter.value),
+            "min_tissue": float(self.min_tissue.value),
+        }
+        self.table = None
+        self.runner.start(lambda: sample_slides_job(pairs, **kwargs), self._on_done)
+
+    def _on_done(self, table: Any) -> None:
+        from ..io.slides import open_slide
+
+        self.table = table
+        n_pos = int((table["label"] > 0).sum())
+        self.counts.value = f"{len(table)} patches: {n_pos} tumour, {len(table) - n_pos} normal"
+        for path, rows in table.groupby("slide", sort=False):
+            with open_slide(path) as slide:
+                layer = patches_layer(rows, slide.level_downsamples, slide.mpp, name=f"{Path(path).stem} patches")
+            name = layer[1]["name"]
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            add_layers(self.viewer, [layer])
+
+    def export(self) -> None:
+        """Save the last table (CSV or Parquet by suffix) and optionally patch PNGs beside it."""
+        from ..data.dataset import export_patch_images
+        from ..data.sampling import write_patch_table
+
+        if self.table is None:
+            show_info("napari-patchdx: sample patches first")
+            return
+        path = Path(str(self.export_path.value))
+        if path.suffix.lower() not in (".csv", ".parquet"):
+            path = path.with_suffix(".csv")
+        write_patch_table(self.table, path)
+        if self.export_images.value:
+            export_patch_images(self.table, path.with_suffix(""), int(self.patch_size.value), limit=200)
+        show_info(f"napari-patchdx: wrote {path}")

@@ -1,0 +1,237 @@
+"""Torch datasets that read patches lazily and augment them.
+
+* :class:`PatchTableDataset` — map-style over a patch table (slides or X-rays).
+* :class:`BalancedPatchStream` — an endless iterable over a :class:`~napari_patchdx.data.sampling.BalancedSampler`
+  that shards draws across DataLoader workers and can start at any draw index (resume).
+
+Files are opened lazily, once per process: a dataset pickles as its table and settings, and every DataLoader
+worker (fork or spawn) opens its own slide handles. Augmentation randomness for item ``i`` in epoch ``e`` comes
+from ``numpy.random.default_rng([seed, e, i])``, so results do not depend on worker count or scheduling.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from ..io.slides import Slide, open_slide
+from .sampling import BalancedSampler
+
+Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+__all__ = ["BalancedPatchStream", "PatchReader", "PatchTableDataset", "export_patch_images"]
+
+
+class PatchReader:
+    """Reads patch-table rows as uint8 images, keeping a few files open per process.
+
+    Slides give (patch_size, patch_size, 3) RGB; chest X-rays (any file ``read_cxr`` reads) give
+    (patch_size, patch_size) float32 in [0, 1]. A read window whose size differs from ``patch_size`` is resized
+    (area averaging when shrinking, bilinear when enlarging).
+    """
+
+    def __init__(self, patch_size: int, mpp: dict[str, float] | None = None, max_open: int = 16) -> None:
+        self.patch_size = int(patch_size)
+        self.mpp = dict(mpp or {})
+        self.max_open = int(max_open)
+        self._pid = -1
+        self._open: OrderedDict[str, Any] = OrderedDict()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"patch_size": self.patch_size, "mpp": self.mpp, "max_open": self.max_open}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
+
+    def _handle(self, path: str) -> Any:
+        if self._pid != os.getpid():  # a new worker process: nothing inherited is used
+            self._open = OrderedDict()
+            self._pid = os.getpid()
+        handle = self._open.get(path)
+        if handle is None:
+            handle = _open_image(path, self.mpp.get(path))
+            self._open[path] = handle
+            while len(self._open) > self.max_open:
+                _, old = self._open.popitem(last=False)
+                if isinstance(old, Slide):
+                    old.close()
+        else:
+            self._open.move_to_end(path)
+        return handle
+
+    def read(self, slide: str, x: int, y: int, level: int, size: int) -> np.ndarray:
+        """The patch of a table row (``slide, x, y, level, size``)."""
+        handle = self._handle(str(slide))
+        if isinstance(handle, Slide):
+            patch = handle.read_region(int(y), int(x), int(size), int(size), int(level))
+        else:
+            patch = _crop(handle, int(y), int(x), int(size))
+        if patch.shape[0] != self.patch_size:
+            patch = _resize(patch, self.patch_size)
+        return patch
+
+
+def _open_image(path: str, mpp: float | None) -> Any:
+    from ..io.detect import detect_kind
+
+    if detect_kind(path) == "slide":
+        return open_slide(path, mpp=mpp)
+    from ..io.cxr import read_cxr
+
+    return read_cxr(path).image
+
+
+def _crop(image: np.ndarray, y: int, x: int, size: int) -> np.ndarray:
+    """A size x size crop, zero-padded where it leaves the image."""
+    out = np.zeros((size, size), dtype=image.dtype)
+    y0, x0 = max(y, 0), max(x, 0)
+    y1, x1 = min(y + size, image.shape[0]), min(x + size, image.shape[1])
+    if y1 > y0 and x1 > x0:
+        out[y0 - y : y1 - y, x0 - x : x1 - x] = image[y0:y1, x0:x1]
+    return out
+
+
+def _resize(patch: np.ndarray, size: int) -> np.ndarray:
+    if patch.dtype == np.uint8:
+        img = Image.fromarray(patch)
+        method = Image.Resampling.BOX if patch.shape[0] > size else Image.Resampling.BILINEAR
+        return np.asarray(img.resize((size, size), method))
+    img = Image.fromarray(patch.astype(np.float32), mode="F")
+    method = Image.Resampling.BOX if patch.shape[0] > size else Image.Resampling.BILINEAR
+    return np.asarray(img.resize((size, size), method), dtype=np.float32)
+
+
+def _to_tensor(patch: np.ndarray) -> torch.Tensor:
+    """uint8 RGB or float gray -> float32 CHW tensor (RGB in [0, 1] before any standardisation)."""
+    arr = patch.astype(np.float32) / 255.0 if patch.dtype == np.uint8 else patch.astype(np.float32)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def _targets(table: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
+    multi = [c for c in table.columns if c.startswith("label_")]
+    if multi:
+        return table[multi].to_numpy(np.float32), tuple(c[len("label_") :] for c in multi)
+    return table[["label"]].to_numpy(np.float32), ("tumor",)
+
+
+class PatchTableDataset(Dataset):
+    """Map-style dataset over a patch table: item ``i`` is ``(image CHW float32, target float32 (C,))``.
+
+    Args:
+        table: a patch table (see :mod:`napari_patchdx.data.sampling`).
+        patch_size: side of the patches the model sees.
+        transforms: augmentation ``f(image float32 HWC / HW in [0, 1], rng) -> image`` or None.
+        seed: base seed of the augmentation randomness.
+        mpp: per-slide microns-per-pixel overrides (path -> mpp) for files that lack them.
+    """
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        patch_size: int = 299,
+        transforms: Transform | None = None,
+        seed: int = 0,
+        mpp: dict[str, float] | None = None,
+    ) -> None:
+        self.table = table.reset_index(drop=True)
+        self.reader = PatchReader(patch_size, mpp)
+        self.transforms = transforms
+        self.seed = int(seed)
+        self.epoch = 0
+        self._targets, self.classes = _targets(self.table)
+        self._rows = self.table[["slide", "x", "y", "level", "size"]].to_numpy(object)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the augmentation randomness (call once per epoch)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        slide, x, y, level, size = self._rows[index]
+        patch = self.reader.read(slide, x, y, level, size)
+        image = patch.astype(np.float32) / 255.0 if patch.dtype == np.uint8 else patch
+        if self.transforms is not None:
+            image = self.transforms(image, np.random.default_rng([self.seed, self.epoch, int(index)]))
+        return _to_tensor(image), torch.from_numpy(self._targets[index].copy())
+
+
+class BalancedPatchStream(IterableDataset):
+    """Endless balanced patches from a :class:`BalancedSampler`, sharded across DataLoader workers.
+
+    Draws are handed out in blocks of ``batch_size`` (give the DataLoader the same batch size): worker ``w`` of
+    ``W`` yields blocks ``w, w + W, ...``, and since the DataLoader takes batches from its workers in turn, batch
+    ``k`` holds exactly draws ``start + k * batch_size ...``. ``start`` resumes a stream after ``start`` patches
+    were consumed. Items are ``(image, target)`` as in :class:`PatchTableDataset`.
+    """
+
+    def __init__(
+        self,
+        sampler: BalancedSampler,
+        transforms: Transform | None = None,
+        start: int = 0,
+        batch_size: int = 1,
+        mpp: dict[str, float] | None = None,
+    ) -> None:
+        self.sampler = sampler
+        self.reader = PatchReader(sampler.geometry.patch_size, mpp)
+        self.transforms = transforms
+        self.start = int(start)
+        self.batch_size = int(batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        block = worker
+        while True:
+            first = self.start + block * self.batch_size
+            for index in range(first, first + self.batch_size):
+                yield self.item(index)
+            block += workers
+
+    def item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``index`` of the sampler as ``(image, target)``."""
+        row = self.sampler.draw(index)
+        patch = self.reader.read(row["slide"], row["x"], row["y"], row["level"], row["size"])
+        image = patch.astype(np.float32) / 255.0
+        if self.transforms is not None:
+            image = self.transforms(image, np.random.default_rng([self.sampler.seed, 1, index]))
+        return _to_tensor(image), torch.tensor([float(row["label"])])
+
+
+def export_patch_images(
+    table: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    patch_size: int = 299,
+    limit: int | None = None,
+    names: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write patches as PNG files ``<slide>_y<y>_x<x>_l<label>.png`` for inspection; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    reader = PatchReader(patch_size)
+    rows = table if limit is None else table.head(int(limit))
+    written = []
+    for k, row in enumerate(rows.itertuples(index=False)):
+        patch = reader.read(row.slide, row.x, row.y, row.level, row.size)
+        if patch.dtype != np.uint8:
+            patch = (np.clip(patch, 0, 1) * 255 + 0.5).astype(np.uint8)
+        stem = names[k] if names is not None else f"{Path(row.slide).stem}_y{row.y}_x{row.x}_l{row.label}"
+        path = out / f"{stem}.png"
+        tmp = path.with_name(f".{path.name}.tmp")
+        Image.fromarray(patch).save(tmp, format="PNG")
+        os.replace(tmp, path)
+        written.append(path)
+    return written
