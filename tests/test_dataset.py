@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 
 from napari_patchdx import open_slide
 from napari_patchdx.data.augment import slide_train_transforms
-from napari_patchdx.data.dataset import BalancedPatchStream, PatchTableDataset, export_patch_images
+from napari_patchdx.data.dataset import BalancedPatchStream, PatchTableDataset, export_patch_images, to_float
 from napari_patchdx.data.sampling import BalancedSampler, PatchGeometry, SlideSource
 
 
@@ -28,10 +28,11 @@ def test_items_are_the_table_patches(sampler: BalancedSampler) -> None:
     ds = PatchTableDataset(table, patch_size=96)
     for i in (0, 5):
         image, target = ds[i]
-        assert image.shape == (3, 96, 96) and image.dtype == torch.float32
+        assert image.shape == (3, 96, 96) and image.dtype == torch.uint8
         row = table.iloc[i]
         expected = open_slide(row.slide).read_region(row.y, row.x, 96, 96, row.level)
-        np.testing.assert_allclose(image.numpy().transpose(1, 2, 0), expected / 255.0, atol=1e-6)
+        np.testing.assert_array_equal(image.numpy().transpose(1, 2, 0), expected)
+        np.testing.assert_allclose(to_float(image[None])[0].numpy().transpose(1, 2, 0), expected / 255.0, atol=1e-6)
         assert target.tolist() == [float(row.label)]
 
 
@@ -75,3 +76,21 @@ def test_export_patch_images(tmp_path: Path, sampler: BalancedSampler) -> None:
     row = table.iloc[0]
     np.testing.assert_array_equal(first, open_slide(row.slide).read_region(row.y, row.x, 96, 96, row.level))
     assert paths[0].name.endswith(f"_l{row.label}.png")
+
+
+def test_cxr_patches_are_float_gray(tmp_path: Path) -> None:
+    from napari_patchdx.data.augment import cxr_train_transforms
+    from napari_patchdx.data.sampling import CxrLesionSampler, load_cxr_cohort
+    from napari_patchdx.data.synth_cxr import make_cxr_cohort
+    from napari_patchdx.io.cxr import read_cxr
+
+    cohort = make_cxr_cohort(tmp_path / "cxr", n=4, seed=2, size=256, dicom=False)
+    table = CxrLesionSampler(load_cxr_cohort(cohort.root), patch_size=64, working_size=256).table(6)
+    ds = PatchTableDataset(table, patch_size=64)
+    image, target = ds[0]
+    assert image.shape == (1, 64, 64) and image.dtype == torch.float32 and target.shape == (5,)
+    row = table.iloc[0]
+    native = read_cxr(row.slide).image[row.y : row.y + row["size"], row.x : row.x + row["size"]]
+    np.testing.assert_allclose(image[0].numpy(), native, atol=1e-6)  # 256 px image: native = working resolution
+    augmented = PatchTableDataset(table, patch_size=64, transforms=cxr_train_transforms())[0][0]
+    assert abs(float(augmented.mean())) < 1e-4  # standardised per image

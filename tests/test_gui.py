@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_patchdx import open_slide
+from napari_patchdx.data.sampling import read_patch_table
 from napari_patchdx.geometry import level0_to_world
 from napari_patchdx.layers import slide_layer
 
@@ -53,7 +54,7 @@ def test_large_slide_displays_without_level0_reads(make_napari_viewer, large_sli
     assert slide.tiles_decoded > 0, "nothing was displayed"
 
 
-def test_sample_patches_widget(make_napari_viewer, qtbot, wsi_cohort) -> None:
+def test_sample_patches_widget(make_napari_viewer, qtbot, wsi_cohort, tmp_path) -> None:
     from napari_patchdx._napari.widgets import SamplePatchesWidget
 
     slide = next(s for s in wsi_cohort.slides if s.label == "tumor")
@@ -79,6 +80,17 @@ def test_sample_patches_widget(make_napari_viewer, qtbot, wsi_cohort) -> None:
     np.testing.assert_allclose(layer.data[0][0], [row.y, row.x])
     np.testing.assert_allclose(layer.data_to_world(layer.data[0][0]), level0_to_world([row.y, row.x], slide.mpp))
     assert "tumour" in widget.counts.value
+    # the tissue mask is shown as Labels aligned to the slide: a mask cell centre lands on its level-0 block centre
+    tissue = viewer.layers[f"{slide.path.stem} tissue"]
+    spacing = tissue.metadata["patchdx"]["grid"]["spacing"][0]
+    np.testing.assert_allclose(
+        tissue.data_to_world([2, 3]), level0_to_world([2.5 * spacing, 3.5 * spacing], slide.mpp), rtol=1e-9
+    )
+    assert tissue.data.any()
+    out = tmp_path / "patches.csv"
+    widget.export_path.value = out
+    widget.export_button.clicked.emit()
+    assert out.is_file() and len(read_patch_table(out)) == 40
 
 
 def test_sample_patches_widget_stop(make_napari_viewer, qtbot, wsi_cohort) -> None:

@@ -188,3 +188,28 @@ def test_cxr_lesion_sampler(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         pd.testing.assert_frame_equal(table, CxrLesionSampler(cxr_sources, patch_size=64, working_size=256).table(120))
+
+
+def test_annotations_outside_tissue_warn(ihc_slide: Path) -> None:
+    from napari_patchdx.data.tissue import detect_tissue
+
+    slide = open_slide(ihc_slide)
+    tissue = detect_tissue(slide)
+    empty = np.argwhere(~tissue.mask)[0]  # a background cell of the micrograph
+    s = tissue.grid.spacing[0]
+    y0, x0 = empty * s
+    square = np.array([[y0, x0], [y0, x0 + s], [y0 + s, x0 + s], [y0 + s, x0]], dtype=float)
+    with pytest.warns(UserWarning, match=r"ihc\.tif.*outside the detected tissue"):
+        SlideSource(ihc_slide, slide, tissue, AnnotationSet([Region(square)]))
+
+
+def test_split_hygiene(wsi_cohort) -> None:
+    stems = [s.path.stem for s in wsi_cohort.slides]
+    splits = assign_splits(stems, (0.34, 0.33, 0.33), seed=0)
+    sources = [SlideSource.prepare(s.path, s.annotation_path, split=splits[s.path.stem]) for s in wsi_cohort.slides]
+    table = BalancedSampler(sources, seed=0).table(60)
+    per_slide = table.groupby("slide")["split"].nunique()
+    assert (per_slide == 1).all()  # a slide's patches never straddle splits
+    assert {Path(p).stem: s for p, s in table.groupby("slide")["split"].first().items()} == {
+        k: v for k, v in splits.items() if k in set(table.slide.map(lambda p: Path(p).stem))
+    }

@@ -242,3 +242,15 @@ def patches_layer(
         **vector_transform(mpp),
     }
     return data, kwargs, "shapes"
+
+
+def tissue_layer(tissue: Any, name: str = "tissue") -> LayerData:
+    """A Labels layer (1 = tissue) of a :class:`~napari_patchdx.data.tissue.TissueMask`, aligned to its slide."""
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "opacity": 0.35,
+        "units": _units(tissue.grid.mpp),
+        "metadata": {"patchdx": {"kind": "tissue", "grid": tissue.grid.to_dict(), "threshold": tissue.threshold}},
+        **tissue.grid.napari(),
+    }
+    return tissue.mask.astype(np.uint8), kwargs, "labels"

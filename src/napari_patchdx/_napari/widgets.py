@@ -23,7 +23,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..io.annotations import AnnotationSet
 from ..io.detect import SLIDE_SUFFIXES, TIFF_SUFFIXES
-from ..layers import patches_layer
+from ..layers import patches_layer, tissue_layer
 from ..progress import Progress
 from .viewer import add_layers
 from .writers import shapes_to_annotations
@@ -197,7 +197,17 @@ class SamplePatchesWidget(Container):
             "min_tissue": float(self.min_tissue.value),
         }
         self.table = None
-        self.runner.start(lambda: sample_slides_job(pairs, **kwargs), self._on_done)
+        self.runner.start(lambda: sample_slides_job(pairs, **kwargs), self._on_done, self._on_partial)
+
+    def _on_partial(self, report: Progress) -> None:
+        from ..data.tissue import TissueMask
+
+        if isinstance(report.partial, TissueMask):  # show each slide's tissue mask as soon as it is known
+            stem = Path(str(report.partial.source)).stem
+            name = f"{stem} tissue"
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            add_layers(self.viewer, [tissue_layer(report.partial, name=name)])
 
     def _on_done(self, table: Any) -> None:
         from ..io.slides import open_slide

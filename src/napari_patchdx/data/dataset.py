@@ -28,7 +28,7 @@ from .sampling import BalancedSampler
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
-__all__ = ["BalancedPatchStream", "PatchReader", "PatchTableDataset", "export_patch_images"]
+__all__ = ["BalancedPatchStream", "PatchReader", "PatchTableDataset", "export_patch_images", "to_float"]
 
 
 class PatchReader:
@@ -110,12 +110,29 @@ def _resize(patch: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), method), dtype=np.float32)
 
 
-def _to_tensor(patch: np.ndarray) -> torch.Tensor:
-    """uint8 RGB or float gray -> float32 CHW tensor (RGB in [0, 1] before any standardisation)."""
-    arr = patch.astype(np.float32) / 255.0 if patch.dtype == np.uint8 else patch.astype(np.float32)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+def _prepare(patch: np.ndarray, transforms: Transform | None, rng: np.random.Generator) -> torch.Tensor:
+    """A read patch -> CHW tensor.
+
+    Slide (RGB uint8) patches stay uint8 — a quarter of the bytes through the DataLoader's worker pipes; the model
+    side divides by 255 (:func:`to_float`). Augmentation runs in float and is quantised back to uint8. X-ray
+    patches are float32 (they may be standardised to negative values).
+    """
+    if patch.dtype == np.uint8:
+        if transforms is not None:
+            out = transforms(patch.astype(np.float32) / 255.0, rng)
+            patch = (np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return torch.from_numpy(np.ascontiguousarray(patch.transpose(2, 0, 1)))
+    image = patch.astype(np.float32)
+    if transforms is not None:
+        image = transforms(image, rng).astype(np.float32)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+def to_float(batch: torch.Tensor) -> torch.Tensor:
+    """A batch from these datasets as float32: uint8 RGB scaled to [0, 1]; float batches unchanged."""
+    return batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch.float()
 
 
 def _targets(table: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -126,7 +143,9 @@ def _targets(table: pd.DataFrame) -> tuple[np.ndarray, tuple[str, ...]]:
 
 
 class PatchTableDataset(Dataset):
-    """Map-style dataset over a patch table: item ``i`` is ``(image CHW float32, target float32 (C,))``.
+    """Map-style dataset over a patch table: item ``i`` is ``(image CHW, target float32 (C,))``.
+
+    Slide patches are uint8 RGB (use :func:`to_float` on the batch), X-ray patches float32 gray.
 
     Args:
         table: a patch table (see :mod:`napari_patchdx.data.sampling`).
@@ -162,10 +181,8 @@ class PatchTableDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         slide, x, y, level, size = self._rows[index]
         patch = self.reader.read(slide, x, y, level, size)
-        image = patch.astype(np.float32) / 255.0 if patch.dtype == np.uint8 else patch
-        if self.transforms is not None:
-            image = self.transforms(image, np.random.default_rng([self.seed, self.epoch, int(index)]))
-        return _to_tensor(image), torch.from_numpy(self._targets[index].copy())
+        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        return _prepare(patch, self.transforms, rng), torch.from_numpy(self._targets[index].copy())
 
 
 class BalancedPatchStream(IterableDataset):
@@ -205,10 +222,8 @@ class BalancedPatchStream(IterableDataset):
         """Draw ``index`` of the sampler as ``(image, target)``."""
         row = self.sampler.draw(index)
         patch = self.reader.read(row["slide"], row["x"], row["y"], row["level"], row["size"])
-        image = patch.astype(np.float32) / 255.0
-        if self.transforms is not None:
-            image = self.transforms(image, np.random.default_rng([self.sampler.seed, 1, index]))
-        return _to_tensor(image), torch.tensor([float(row["label"])])
+        rng = np.random.default_rng([self.sampler.seed, 1, index])
+        return _prepare(patch, self.transforms, rng), torch.tensor([float(row["label"])])
 
 
 def export_patch_images(

@@ -652,8 +652,9 @@ def sample_slides_job(
     """Prepare ``slides`` (path, annotations) and sample a patch table, yielding progress.
 
     ``method`` is ``"balanced"`` (``n`` patches by Liu's sampler) or ``"grid"`` (every tissue cell). Slides are
-    split by ``splits`` (stem -> split) or all ``train``. Each progress report's ``partial`` holds the rows drawn
-    since the previous report, so a viewer can show patches as they come.
+    split by ``splits`` (stem -> split) or all ``train``. A progress report's ``partial`` holds each slide's
+    :class:`TissueMask` once detected, then the rows drawn since the previous report, so a viewer can show them as
+    they come.
     """
     if method not in ("balanced", "grid"):
         raise ConfigError(f"method must be 'balanced' or 'grid', got {method!r}")
@@ -664,6 +665,7 @@ def sample_slides_job(
         yield Progress(k, total, f"tissue detection: {Path(path).name}")
         split = (splits or {}).get(Path(path).stem, "train")
         sources.append(SlideSource.prepare(path, truth, tissue=tissue, split=split))
+        yield Progress(k + 1, total, f"tissue: {Path(path).name}", partial=sources[-1].tissue)
     done = len(slides)
     parts: list[pd.DataFrame] = []
     if method == "grid":
