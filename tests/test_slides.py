@@ -245,3 +245,13 @@ def test_corrupt_tile_names_level_and_region(tmp_path: Path, ihc_slide: Path) ->
     with pytest.raises(TileReadError, match=r"corrupt\.tif: level 0 tile at \(y=0, x=1792") as info:
         slide.read_region(0, 1800, 10, 10)
     assert info.value.level == 0
+
+
+def test_real_aperio_svs_matches_openslide(cmu_svs: Path) -> None:
+    ours = open_slide(cmu_svs)
+    assert ours.backend == "tifffile" and ours.properties["tiff.kind"] == "svs"
+    reference = open_slide(cmu_svs, backend="openslide")
+    assert reference.properties["openslide.vendor"] == "aperio"
+    assert ours.shape == reference.shape == (2967, 2220)
+    assert ours.mpp == pytest.approx(0.499) == reference.mpp
+    np.testing.assert_array_equal(ours.read_region(0, 0, 2967, 2220), reference.read_region(0, 0, 2967, 2220))
