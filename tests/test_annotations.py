@@ -17,7 +17,10 @@ from napari_patchdx.io.annotations import (
     AnnotationSet,
     Region,
     canonical_label,
+    fill_polygon,
     from_layer_data,
+    points_in_polygon,
+    polygon_area,
     read_annotations,
     to_layer_data,
     write_asap_xml,
@@ -430,13 +433,13 @@ def test_holes_and_exclusions_remove_their_area() -> None:
     both = AnnotationSet([Region(outer, (hole,)), Region(excl, label=EXCLUSION)])
     assert solid.sum() == 4_000_000
     with_hole = holed.rasterize((2000, 2000), 1.0)
-    assert solid.sum() - with_hole.sum() == pytest.approx(ann_mod._ring_area(hole), rel=0.01)
+    assert solid.sum() - with_hole.sum() == pytest.approx(polygon_area(hole), rel=0.01)
     with_excl = both.rasterize((2000, 2000), 1.0)
-    assert with_hole.sum() - with_excl.sum() == pytest.approx(ann_mod._ring_area(excl), rel=0.01)
+    assert with_hole.sum() - with_excl.sum() == pytest.approx(polygon_area(excl), rel=0.01)
     assert not with_excl[1400, 1300] and not with_excl[600, 600] and with_excl[100, 1900]
     # Exclusions are removed from every class; asking for them gives their own mask.
     only_excl = both.rasterize((2000, 2000), 1.0, labels=["Exclusion"])
-    assert only_excl.sum() == pytest.approx(ann_mod._ring_area(excl), rel=0.01)
+    assert only_excl.sum() == pytest.approx(polygon_area(excl), rel=0.01)
     assert not both.rasterize((2000, 2000), 1.0, labels=["stroma"]).any()
 
 
@@ -483,6 +486,38 @@ def test_rasterize_labels_later_classes_win() -> None:
     np.testing.assert_array_equal(lab > 0, ann.rasterize((64, 64), 1.0))
     with pytest.raises(ValueError, match="downsample"):
         ann.rasterize((4, 4), 0.0)
+
+
+def test_polygon_helpers_follow_the_rasterize_boundary_rule() -> None:
+    square = np.array([[0.0, 0.0], [0.0, 10.0], [10.0, 10.0], [10.0, 0.0]])
+    # centre, top, left, top-left corner | bottom, right, bottom-right, top-right, bottom-left, outside
+    points = [[5, 5], [0, 5], [5, 0], [0, 0], [10, 5], [5, 10], [10, 10], [0, 10], [10, 0], [-1, 5]]
+    inside = points_in_polygon(points, square)
+    assert inside.dtype == bool and inside.shape == (10,)
+    assert inside.tolist() == [True] * 4 + [False] * 6
+    np.testing.assert_array_equal(points_in_polygon(points, square[::-1]), inside)  # orientation is irrelevant
+    assert points_in_polygon(np.empty((0, 2)), square).shape == (0,)
+    assert polygon_area(square) == polygon_area(square[::-1]) == 100.0
+    assert polygon_area(square[:2]) == 0.0
+    assert polygon_area(square + 1e9) == 100.0  # relative coordinates keep far-away polygons exact
+
+    # Integer vertices, horizontal / vertical / 45-degree edges, sampled at integer points: many samples lie
+    # exactly on an edge, and the point test, the one-polygon fill and AnnotationSet.rasterize agree on all.
+    rectilinear = np.array([[2, 2], [2, 9], [6, 9], [6, 15], [12, 15], [12, 5], [16, 5], [16, 2]], dtype=float)
+    diagonal = np.array([[2, 2], [2, 9], [6, 13], [6, 17], [12, 17], [12, 11], [9, 8], [16, 8], [16, 2]], dtype=float)
+    ii, jj = np.mgrid[0:20, 0:20]
+    grid = np.c_[ii.ravel(), jj.ravel()]
+    for ring in (rectilinear, diagonal):
+        filled = fill_polygon(ring, (20, 20), 1.0, origin=(-0.5, -0.5))  # pixel (i, j) is centred on (i, j)
+        assert filled.dtype == bool and filled.shape == (20, 20)
+        np.testing.assert_array_equal(filled, AnnotationSet([Region(ring)]).rasterize((20, 20), 1.0, (-0.5, -0.5)))
+        np.testing.assert_array_equal(filled, points_in_polygon(grid, ring).reshape(20, 20))
+        np.testing.assert_array_equal(fill_polygon(ring * 4.0, (20, 20), 4.0, origin=(-2.0, -2.0)), filled)
+        np.testing.assert_array_equal(fill_polygon(ring[::-1], (20, 20), 1.0, origin=(-0.5, -0.5)), filled)
+    assert fill_polygon(rectilinear, (20, 20), 1.0, origin=(-0.5, -0.5)).sum() == polygon_area(rectilinear)
+    assert not fill_polygon(square, (8, 8), 1.0, origin=(100.0, 0.0)).any()
+    with pytest.raises(ValueError, match="N >= 3"):
+        fill_polygon(square[:2], (4, 4))
 
 
 # --------------------------------------------------------------------------------------- bad inputs

@@ -132,6 +132,8 @@ def test_jpeg_lossless_high_bit_depth(tmp_path: Path, bits: int) -> None:
         (8, (50.0, 40.0), "CENTIMETER", (0.25, 0.2)),  # x = 50 px/cm (cols), y = 40 px/cm (rows)
         (16, (254.0, 254.0), "INCH", (0.1, 0.1)),
         (16, (72.0, 72.0), "NONE", None),
+        (16, (72.0, 72.0), "INCH", None),  # a writer's default dpi, not a measured pixel size
+        (8, (96.0, 96.0), "INCH", None),
     ],
 )
 def test_tiff_bit_depths_and_resolution(tmp_path: Path, bits: int, resolution, unit: str, spacing) -> None:
@@ -147,6 +149,27 @@ def test_tiff_bit_depths_and_resolution(tmp_path: Path, bits: int, resolution, u
     else:
         assert cxr.spacing == pytest.approx(spacing)
         assert cxr.meta["spacing_source"] == "TIFF resolution"
+
+
+def test_tiff_jpeg_ycbcr_becomes_luminance(tmp_path: Path) -> None:
+    img = phantom()
+    gray = quantise(img, 8)
+    tint = np.stack([gray, np.clip(gray.astype(int) + 30, 0, 255), gray // 2], axis=-1).astype(np.uint8)
+    for name, rgb in (("gray.tif", np.repeat(gray[..., None], 3, axis=-1)), ("tint.tif", tint)):
+        # tifffile stores JPEG-compressed RGB as YCbCr (photometric 6) and decodes it back to RGB.
+        tifffile.imwrite(tmp_path / name, rgb, photometric="rgb", compression="jpeg", compressionargs={"level": 95})
+        with tifffile.TiffFile(tmp_path / name) as tif:
+            assert tif.pages.first.photometric == tifffile.PHOTOMETRIC.YCBCR
+        cxr = read_cxr(tmp_path / name)
+        assert_cxr(cxr)
+        assert cxr.meta["photometric_interpretation"] == "YCBCR" and cxr.meta["compression"] == "JPEG"
+        assert "luminance" in cxr.meta["colour_conversion"] and cxr.meta["bits_stored"] == 8
+        luma = rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) / 255.0
+        assert float(np.abs(cxr.image - luma).mean()) < 0.01
+    assert float(np.abs(read_cxr(tmp_path / "gray.tif").image - img).mean()) < 0.01
+    # Uncompressed YCbCr is handed back unconverted by tifffile: refused rather than misread.
+    tifffile.imwrite(tmp_path / "raw.tif", np.repeat(gray[..., None], 3, axis=-1), photometric="ycbcr")
+    raises_for(tmp_path / "raw.tif", r"photometric interpretation YCBCR \(compression NONE\) is not supported")
 
 
 def test_tiff_tiled_compressed_and_miniswhite(tmp_path: Path) -> None:
@@ -312,6 +335,24 @@ def test_dicom_voi_lut_sequence_on_integer_input(tmp_path: Path) -> None:
     cxr = read_cxr(path)
     assert cxr.meta["voi"] == "VOI LUT sequence"
     np.testing.assert_allclose(cxr.image, lut[stored] / float(lut.max()), atol=1e-6)
+
+
+def test_dicom_voi_lut_sequence_output_uses_its_nominal_range(tmp_path: Path) -> None:
+    """PS3.3 C.11.2.1.1: entries of an n-bit VOI LUT range over 0 .. 2**n - 1, and that range is black .. white."""
+    stored = quantise(phantom(), 12)
+    lut = np.rint(8000 + 32000 * np.arange(4096) / 4095).astype(np.uint16)  # uses only 8000..40000 of 16 bits
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.add_new("LUTData", "OW", lut.astype("<u2").tobytes())
+    cxr = read_cxr(dicom_file(tmp_path / "lut16.dcm", stored, VOILUTSequence=[item]))
+    assert cxr.meta["voi"] == "VOI LUT sequence" and cxr.meta["voi_output_range"] == (0.0, 65535.0)
+    np.testing.assert_allclose(cxr.image, lut[stored] / 65535.0, atol=1e-6)
+    # A non-conformant table with entries beyond its declared 12 bits widens the range instead of saturating.
+    item.LUTDescriptor = [4096, 0, 12]
+    item.LUTData = (lut // 8).astype("<u2").tobytes()  # 1000..5000
+    cxr = read_cxr(dicom_file(tmp_path / "wide.dcm", stored, VOILUTSequence=[item]))
+    assert cxr.meta["voi_output_range"] == (0.0, 5000.0)
+    np.testing.assert_allclose(cxr.image, (lut // 8)[stored] / 5000.0, atol=1e-6)
 
 
 @pytest.mark.parametrize(

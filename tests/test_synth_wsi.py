@@ -161,6 +161,16 @@ def test_annotations_match_the_drawn_tumour_exactly(tumour_slide: sw.SynthSlide)
         )
 
 
+def test_any_window_matches_the_rasterised_annotations(tumour_slide: sw.SynthSlide) -> None:
+    """Slides and annotations share one polygon fill, so even unaligned windows agree pixel for pixel."""
+    cy, cx = tumour_slide.lesions[0].centre
+    for dy, dx, ds in ((-300.25, -411.5, 1.0), (-500.0, -350.0, 3.0), (-777.5, -123.0, 8.0)):
+        y0, x0 = cy + dy, cx + dx
+        want = tumour_slide.regions.rasterize((256, 256), ds, origin=(y0, x0))
+        assert want.any() and not want.all()
+        np.testing.assert_array_equal(sw.label_region(tumour_slide, y0, x0, 256, 256, ds) == sw.LABEL_TUMOR, want)
+
+
 def _hematoxylin(slide: sw.SynthSlide, rgb: np.ndarray) -> np.ndarray:
     """Hematoxylin concentration by colour deconvolution with the slide's own stain vectors."""
     st = slide.spec.stain

@@ -38,13 +38,11 @@ Every writer writes atomically (a temporary file beside the target, then ``os.re
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +52,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._fsutil import atomic_write_bytes
 from .errors import ConfigError, InputFileError
 from .geometry import Grid
 from .io.annotations import AnnotationSet, read_annotations
@@ -100,42 +99,9 @@ LIU_RADIUS_UM = 187.5
 # ============================================================================================ file helpers
 
 
-def _file_mode(target: Path) -> int:
-    if target.exists():
-        return target.stat().st_mode & 0o7777
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
-
-
 def _atomic_write(path: PathLike, data: bytes, overwrite: bool = True) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, then rename it into place; returns the path."""
-    target = Path(path)
-    parent = target.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"{target}: cannot write, directory {parent} does not exist")
-    if target.is_dir():
-        raise IsADirectoryError(f"{target}: cannot write, it is a directory")
-    if not overwrite and target.exists():
-        raise FileExistsError(f"{target}: already exists (pass overwrite=True to replace it)")
-    mode = _file_mode(target)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return target
+    """Write ``data`` to ``path`` atomically (see :func:`napari_patchdx._fsutil.atomic_path`)."""
+    return atomic_write_bytes(path, data, overwrite=overwrite)
 
 
 def _read_text(path: Path, what: str) -> str:

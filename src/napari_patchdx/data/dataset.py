@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from .._fsutil import atomic_path
 from ..io.slides import Slide, open_slide
 from .sampling import BalancedSampler
 
@@ -245,8 +246,7 @@ def export_patch_images(
             patch = (np.clip(patch, 0, 1) * 255 + 0.5).astype(np.uint8)
         stem = names[k] if names is not None else f"{Path(row.slide).stem}_y{row.y}_x{row.x}_l{row.label}"
         path = out / f"{stem}.png"
-        tmp = path.with_name(f".{path.name}.tmp")
-        Image.fromarray(patch).save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            Image.fromarray(patch).save(tmp, format="PNG")
         written.append(path)
     return written

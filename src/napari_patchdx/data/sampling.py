@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._fsutil import atomic_path
 from ..errors import ConfigError, InputFileError
 from ..io.annotations import AnnotationSet, read_annotations
 from ..io.slides import Slide, open_slide
@@ -600,15 +601,11 @@ def write_patch_table(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
         raise ConfigError(f"{path}: patch tables are saved as .csv or .parquet")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         if suffix == ".csv":
             table.to_csv(tmp, index=False)
         else:
             table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

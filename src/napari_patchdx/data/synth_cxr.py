@@ -34,14 +34,12 @@ Geometry is (row, col) = (y, x) in native pixels; boxes are half-open ``(y0, x0,
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
 import os
 import struct
-import uuid
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,6 +49,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from .._fsutil import atomic_write_bytes
 from ..errors import ConfigError, InputFileError
 
 __all__ = [
@@ -1114,20 +1113,6 @@ def render_cxr(
 # ==============================================================================================================
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        with open(tmp, "xb") as f:  # "x": a fresh file with the usual permissions (umask), never clobbered
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _png_bytes(arr: np.ndarray, spacing_mm: float | None = None) -> bytes:
     """Encode a 2-D uint8/uint16 array as grayscale PNG, with a pHYs chunk (pixels per metre) if spacing given."""
     import imagecodecs
@@ -1302,7 +1287,7 @@ def write_cxr_dicom(
 
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)
-    _atomic_write(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), mkdir=True)
     return path
 
 
@@ -1447,7 +1432,7 @@ def make_cxr_cohort(
         spacing = float(info["spacing_mm"][0])
         spacings[image_id] = round(spacing, 6)
         png_rel = f"images/{image_id}.png"
-        _atomic_write(root / png_rel, _png_bytes(np.rint(image * 65535.0).astype(np.uint16), spacing))
+        atomic_write_bytes(root / png_rel, _png_bytes(np.rint(image * 65535.0).astype(np.uint16), spacing), mkdir=True)
         dcm_rel = ""
         if dicom:
             dcm_rel = f"images/{image_id}.dcm"
@@ -1464,15 +1449,15 @@ def make_cxr_cohort(
         for j, les in enumerate(lesions):
             bits[les.mask] |= np.uint8(1 << CXR_CLASSES.index(les.cls))
             lesion_rows.append([image_id, j, les.cls, *les.box])
-        _atomic_write(root / "masks" / f"{image_id}.png", _png_bytes(bits))
+        atomic_write_bytes(root / "masks" / f"{image_id}.png", _png_bytes(bits), mkdir=True)
         lungs = np.where(info["lung_mask"], np.uint8(255), np.uint8(0))
-        _atomic_write(root / "lungs" / f"{image_id}.png", _png_bytes(lungs))
+        atomic_write_bytes(root / "lungs" / f"{image_id}.png", _png_bytes(lungs), mkdir=True)
         label_rows.append([image_id, *(info["labels"][c] for c in CXR_CLASSES), png_rel, dcm_rel])
 
-    _atomic_write(root / "lesions.csv", _csv_text(lesion_rows))
-    _atomic_write(root / "labels.csv", _csv_text(label_rows))
+    atomic_write_bytes(root / "lesions.csv", _csv_text(lesion_rows), mkdir=True)
+    atomic_write_bytes(root / "labels.csv", _csv_text(label_rows), mkdir=True)
     manifest_data = {**params, "images": ids, "spacing_mm": spacings}
-    _atomic_write(manifest, (json.dumps(manifest_data, indent=2) + "\n").encode("utf-8"))
+    atomic_write_bytes(manifest, (json.dumps(manifest_data, indent=2) + "\n").encode("utf-8"), mkdir=True)
     return CxrCohort(
         root=root,
         labels_csv=root / "labels.csv",

@@ -24,13 +24,11 @@ that overlap it, at every level.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
@@ -38,7 +36,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.annotations import EXCLUSION, TUMOR, AnnotationSet, Region, write_asap_xml
+from .._fsutil import atomic_path, atomic_write_text
+from ..io.annotations import (
+    EXCLUSION,
+    TUMOR,
+    AnnotationSet,
+    Region,
+    fill_polygon,
+    points_in_polygon,
+    polygon_area,
+    write_asap_xml,
+)
 
 __all__ = [
     "ITC_MAX_EXTENT_UM",
@@ -493,63 +501,6 @@ def _sample_periodic(
 # ========================================================================================= polygon tools
 
 
-def _edges(poly: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    y1, x1 = poly[:, 0], poly[:, 1]
-    y2, x2 = np.roll(y1, -1), np.roll(x1, -1)
-    dy = y2 - y1
-    slope = (x2 - x1) / np.where(dy == 0, 1.0, dy)
-    return y1, x1, y2, slope
-
-
-def _polygon_mask(poly: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-    """Even-odd inside test of the grid of pixel centres ys x xs (sorted level-0 coordinates).
-
-    A scanline at y crosses edges with ``min(y1, y2) <= y < max(y1, y2)``; a centre is inside when an odd
-    number of crossings lie at or left of it, the rule of :meth:`AnnotationSet.rasterize`.
-    """
-    out = np.zeros((len(ys), len(xs)), dtype=bool)
-    lo, hi = poly.min(axis=0), poly.max(axis=0)
-    r0, r1 = int(np.searchsorted(ys, lo[0])), int(np.searchsorted(ys, hi[0], side="right"))
-    c0, c1 = int(np.searchsorted(xs, lo[1])), int(np.searchsorted(xs, hi[1], side="right"))
-    if r0 >= r1 or c0 >= c1:
-        return out
-    yc, xc = ys[r0:r1], xs[c0:c1]
-    y1, x1, y2, slope = _edges(poly)
-    x2 = np.roll(x1, -1)
-    near = (
-        (np.minimum(y1, y2) <= yc[-1])
-        & (np.maximum(y1, y2) >= yc[0])
-        & (np.minimum(x1, x2) <= xc[-1])
-        & (np.maximum(x1, x2) >= xc[0])
-    )
-    if not near.any():  # no edge passes through the window: every centre is on the same side
-        inside = _points_in_polygon(np.array([[yc[0], xc[0]]]), poly)[0]
-        out[r0:r1, c0:c1] = inside
-        return out
-    cond = (y1[None, :] <= yc[:, None]) != (y2[None, :] <= yc[:, None])
-    xcross = x1[None, :] + (yc[:, None] - y1[None, :]) * slope[None, :]
-    span = float(xc[-1] - xc[0])
-    big = span + 4.0
-    v = np.where(cond, np.clip(xcross - xc[0], -1.0, span + 2.0), span + 2.0)
-    v.sort(axis=1)
-    rows = np.arange(len(yc), dtype=np.float64)[:, None] * big
-    keys = (rows + v).ravel()
-    queries = (rows + (xc - xc[0])[None, :]).ravel()
-    count = np.searchsorted(keys, queries, side="right").reshape(len(yc), len(xc))
-    count -= np.arange(len(yc))[:, None] * poly.shape[0]
-    out[r0:r1, c0:c1] = (count & 1).astype(bool)
-    return out
-
-
-def _points_in_polygon(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Even-odd inside test of (P, 2) (y, x) points, same rule as :func:`_polygon_mask`."""
-    y1, x1, y2, slope = _edges(poly)
-    py, px = points[:, 0:1], points[:, 1:2]
-    cond = (y1[None, :] <= py) != (y2[None, :] <= py)
-    xcross = x1[None, :] + (py - y1[None, :]) * slope[None, :]
-    return ((cond & (xcross <= px)).sum(axis=1) & 1).astype(bool)
-
-
 def _dist_to_boundary(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     """Distance (level-0 px) from each (y, x) point to the nearest polygon edge."""
     a = poly
@@ -565,11 +516,6 @@ def _dist_to_boundary(points: np.ndarray, poly: np.ndarray) -> np.ndarray:
     return out
 
 
-def _polygon_area(poly: np.ndarray) -> float:
-    y, x = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
 def _extent(poly: np.ndarray) -> float:
     """Largest vertex-to-vertex distance (level-0 px)."""
     d = poly[:, None, :] - poly[None, :, :]
@@ -578,7 +524,7 @@ def _extent(poly: np.ndarray) -> float:
 
 def _gap(a: np.ndarray, b: np.ndarray) -> float:
     """Smallest edge-to-edge distance of two polygons (0 when they touch or overlap)."""
-    if _points_in_polygon(a, b).any() or _points_in_polygon(b, a).any():
+    if points_in_polygon(a, b).any() or points_in_polygon(b, a).any():
         return 0.0
     return float(min(_dist_to_boundary(a, b).min(), _dist_to_boundary(b, a).min()))
 
@@ -598,7 +544,7 @@ def _gap_at_least(a: np.ndarray, b: np.ndarray, distance: float) -> bool:
 def _inside_with_margin(poly: np.ndarray, container: np.ndarray, margin: float) -> bool:
     """Whether a star-shaped polygon lies inside ``container`` at least ``margin`` from its edge."""
     c = poly.mean(axis=0)
-    if not _points_in_polygon(c[None], container)[0]:
+    if not points_in_polygon(c[None], container)[0]:
         return False
     r = np.hypot(*(poly - c).T)
     d = float(_dist_to_boundary(c[None], container)[0])
@@ -606,7 +552,7 @@ def _inside_with_margin(poly: np.ndarray, container: np.ndarray, margin: float) 
         return True
     if d < r.min() + margin:
         return False
-    return bool(_points_in_polygon(poly, container).all() and _dist_to_boundary(poly, container).min() >= margin)
+    return bool(points_in_polygon(poly, container).all() and _dist_to_boundary(poly, container).min() >= margin)
 
 
 def _blob(
@@ -709,7 +655,7 @@ class _TumourPlacer:
         self.um = 1.0 / mpp  # level-0 px per micrometre
         self.margin = 20.0 * self.um  # from the tissue edge
         self.sep = sep_um * self.um  # between unrelated tumours
-        areas = np.array([_polygon_area(sec) for sec in sections])
+        areas = np.array([polygon_area(sec) for sec in sections])
         self.probs = areas / areas.sum()
         self.tumours: list[np.ndarray] = []
         self.kinds: list[str] = []
@@ -733,7 +679,7 @@ class _TumourPlacer:
         lo, hi = section.min(axis=0), section.max(axis=0)
         for _ in range(tries):
             c = self.rng.uniform(lo, hi)
-            if _points_in_polygon(c[None], section)[0] and self.fits(poly0 + c, section):
+            if points_in_polygon(c[None], section)[0] and self.fits(poly0 + c, section):
                 return poly0 + c
         return None
 
@@ -776,7 +722,7 @@ def _tumour_layout(
     step by step until everything fits: the macro-metastasis holding an exclusion region, a pair 25-60 um
     apart, one or two isolated-tumour-cell clusters (55-140 um), and up to two micro-metastases.
     """
-    areas = [_polygon_area(sec) for sec in sections]
+    areas = [polygon_area(sec) for sec in sections]
     main = sections[int(np.argmax(areas))]
     size_um = math.sqrt(max(areas)) * mpp
     for shrink in (1.0, 0.85, 0.7, 0.55, 0.45, 0.35):
@@ -829,7 +775,7 @@ def _pen_layout(
         for _attempt in range(200):
             p = rng.uniform([width_px, width_px], [height - width_px, width - width_px])
             if min(_dist_to_boundary(p[None], sec)[0] for sec in sections) < clearance or any(
-                _points_in_polygon(p[None], sec)[0] for sec in sections
+                points_in_polygon(p[None], sec)[0] for sec in sections
             ):
                 continue
             heading = rng.uniform(0, 2 * math.pi)
@@ -844,7 +790,7 @@ def _pen_layout(
                 if not (width_px <= q[0] <= height - width_px and width_px <= q[1] <= width - width_px):
                     break
                 if (
-                    any(_points_in_polygon(q[None], sec)[0] for sec in sections)
+                    any(points_in_polygon(q[None], sec)[0] for sec in sections)
                     or min(_dist_to_boundary(q[None], sec)[0] for sec in sections) < clearance
                 ):
                     break
@@ -967,10 +913,10 @@ def _lesions(spec: SlideSpec, kinds: Sequence[str]) -> list[Lesion]:
                 centre=(float(poly[:, 0].mean()), float(poly[:, 1].mean())),
                 bbox=(float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])),
                 extent_um=extent,
-                area_um2=_polygon_area(poly) * spec.mpp**2,
+                area_um2=polygon_area(poly) * spec.mpp**2,
                 is_itc=extent < ITC_MAX_EXTENT_UM,
                 merge_group=group,
-                has_exclusion=any(_points_in_polygon(e, poly).all() for e in spec.exclusions),
+                has_exclusion=any(points_in_polygon(e, poly).all() for e in spec.exclusions),
             )
         )
     return out
@@ -1082,6 +1028,7 @@ class _Frame:
     xs: np.ndarray
     ds: float
     mpp: float
+    origin: tuple[float, float]  # level-0 (y, x) of the top-left corner: ys[i] = origin[0] + (i + 0.5) * ds
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -1423,24 +1370,29 @@ def _tumour_tissue(spec: SlideSpec, frame: _Frame, box: _Box, od_h: np.ndarray) 
     return out
 
 
+def _polygon_mask(poly: np.ndarray, frame: _Frame) -> np.ndarray:
+    """Which of the frame's pixel centres lie inside ``poly``: exactly ``AnnotationSet.rasterize`` of it."""
+    return fill_polygon(poly, frame.shape, frame.ds, frame.origin)
+
+
 def _label_frame(spec: SlideSpec, frame: _Frame) -> tuple[np.ndarray, np.ndarray]:
     """Labels (uint8, LABEL_*) and the capsule mask at the frame's pixel centres."""
     labels = np.zeros(frame.shape, dtype=np.uint8)
     capsule = np.zeros(frame.shape, dtype=bool)
     for poly, inner in zip(spec.tissue, spec.tissue_inner, strict=True):
-        m = _polygon_mask(poly, frame.ys, frame.xs)
+        m = _polygon_mask(poly, frame)
         if m.any():
             labels[m] = LABEL_NORMAL
-            capsule |= m & ~_polygon_mask(inner, frame.ys, frame.xs)
+            capsule |= m & ~_polygon_mask(inner, frame)
     if spec.tumors and labels.any():
         tum = np.zeros(frame.shape, dtype=bool)
         for poly in spec.tumors:
-            tum |= _polygon_mask(poly, frame.ys, frame.xs)
+            tum |= _polygon_mask(poly, frame)
         for poly in spec.exclusions:
-            tum &= ~_polygon_mask(poly, frame.ys, frame.xs)
+            tum &= ~_polygon_mask(poly, frame)
         labels[tum] = LABEL_TUMOR
     for stroke in spec.pens:
-        m = _polygon_mask(stroke.polygon, frame.ys, frame.xs)
+        m = _polygon_mask(stroke.polygon, frame)
         labels[m & (labels == LABEL_BACKGROUND)] = LABEL_PEN
     return labels, capsule
 
@@ -1457,7 +1409,7 @@ def _frame(spec: SlideSpec, y0: float, x0: float, h: int, w: int, downsample: fl
     ds = float(downsample)
     ys = y0 + (np.arange(h) + 0.5) * ds
     xs = x0 + (np.arange(w) + 0.5) * ds
-    return _Frame(ys, xs, ds, spec.mpp)
+    return _Frame(ys, xs, ds, spec.mpp, (float(y0), float(x0)))
 
 
 def _check_window(h: int, w: int, downsample: float) -> None:
@@ -1581,7 +1533,7 @@ def _pen_transmission(spec: SlideSpec, frame: _Frame) -> np.ndarray:
     streak = _fbm_grid(spec._keys["pen"], frame.ys, frame.xs, 40.0 / spec.mpp, 3, frame.ds)
     power = (1.0 + 0.18 * streak).astype(np.float32)[..., None]
     for stroke in spec.pens:
-        m = _polygon_mask(stroke.polygon, frame.ys, frame.xs)
+        m = _polygon_mask(stroke.polygon, frame)
         if m.any():
             ink = _PEN_INKS[stroke.color].astype(np.float32)
             out = np.where(m[..., None], ink[None, None, :] ** power, out)
@@ -1623,23 +1575,6 @@ def _level_tiles(spec: SlideSpec, level: int, shape: tuple[int, int], quality: i
             yield _encode(_render_frame(spec, frame, (labels, capsule)), quality)
 
 
-def _temp_path(target: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    os.close(fd)
-    return Path(name)
-
-
-def _file_mode() -> int:
-    """Permissions of a new file under the current umask (read without changing it)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
-
-
 def _description(spec: SlideSpec, tumor: bool, tissue_fraction: float, pen_marks: bool, quality: int) -> str:
     """ImageDescription of a synthetic slide: every argument that determines its bytes."""
     return (
@@ -1665,32 +1600,24 @@ def _write_tiff(spec: SlideSpec, path: Path, quality: int, description: str) -> 
     shapes = level_shapes(spec.height, spec.width)
     bg = _encode(_render_frame(spec, _frame(spec, 0, 0, spec.tile, spec.tile, 1), None), quality)
     raw = sum(h * w * 3 for h, w in shapes)
-    tmp = _temp_path(path)
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=raw > 2**31) as tw:
-            for level, shape in enumerate(shapes):
-                ds_y, ds_x = spec.height / shape[0], spec.width / shape[1]
-                tw.write(
-                    _level_tiles(spec, level, shape, quality, bg),
-                    shape=(*shape, 3),
-                    dtype=np.uint8,
-                    tile=(spec.tile, spec.tile),
-                    compression="jpeg",
-                    photometric="rgb",
-                    subsampling=(2, 2),
-                    resolution=(1e4 / (spec.mpp * ds_x), 1e4 / (spec.mpp * ds_y)),
-                    resolutionunit="CENTIMETER",
-                    subfiletype=1 if level else 0,
-                    description=description if level == 0 else None,
-                    metadata=None,
-                    software="napari-patchdx",
-                )
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=raw > 2**31) as tw:
+        for level, shape in enumerate(shapes):
+            ds_y, ds_x = spec.height / shape[0], spec.width / shape[1]
+            tw.write(
+                _level_tiles(spec, level, shape, quality, bg),
+                shape=(*shape, 3),
+                dtype=np.uint8,
+                tile=(spec.tile, spec.tile),
+                compression="jpeg",
+                photometric="rgb",
+                subsampling=(2, 2),
+                resolution=(1e4 / (spec.mpp * ds_x), 1e4 / (spec.mpp * ds_y)),
+                resolutionunit="CENTIMETER",
+                subfiletype=1 if level else 0,
+                description=description if level == 0 else None,
+                metadata=None,
+                software="napari-patchdx",
+            )
     return shapes
 
 
@@ -1904,13 +1831,5 @@ def make_wsi_cohort(
         if csv_path.read_text(encoding="utf-8") != text:
             raise FileExistsError(f"{csv_path}: already exists and differs (pass overwrite=True to replace it)")
         return WsiCohort(root=root, slides=slides, csv=csv_path)
-    tmp = _temp_path(csv_path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, _file_mode())
-        os.replace(tmp, csv_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(csv_path, text)
     return WsiCohort(root=root, slides=slides, csv=csv_path)

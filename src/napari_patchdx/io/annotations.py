@@ -18,27 +18,31 @@ Class names
     ``"tumor"``: in CAMELYON-style data an outline without a class is a lesion outline.
 
 Writing
-    :func:`write_asap_xml` and :func:`write_geojson` write atomically (a temporary file in the target's
-    directory, then ``os.replace``): on any error nothing is left behind and an existing target is untouched.
+    :func:`write_asap_xml` and :func:`write_geojson` write atomically (:func:`napari_patchdx._fsutil.atomic_path`:
+    a temporary file in the target's folder, then ``os.replace``): on any error nothing is left behind and an
+    existing target is untouched.
     Coordinates are written with ``repr`` precision, so reading a written file gives the same float64 values.
 
 Rasterisation
     :meth:`AnnotationSet.rasterize` and :meth:`AnnotationSet.rasterize_labels` fill polygons directly at the
     target resolution with an even-odd scanline fill evaluated at output pixel centres, one region's bounding
     box window at a time, so memory is the output array plus one window however large the slide.
+
+Polygon helpers
+    :func:`points_in_polygon`, :func:`fill_polygon` and :func:`polygon_area` are the single implementation of
+    the inside rule and the area used here and by the synthetic slides (:mod:`napari_patchdx.data.synth_wsi`), so
+    whatever is drawn from a polygon is exactly what :meth:`AnnotationSet.rasterize` gives for it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import re
-import tempfile
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -51,6 +55,7 @@ import defusedxml.ElementTree as SafeET
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .._fsutil import atomic_write_text
 from ..errors import InputFileError
 
 __all__ = [
@@ -59,7 +64,10 @@ __all__ = [
     "AnnotationSet",
     "Region",
     "canonical_label",
+    "fill_polygon",
     "from_layer_data",
+    "points_in_polygon",
+    "polygon_area",
     "read_annotations",
     "to_layer_data",
     "write_asap_xml",
@@ -121,17 +129,14 @@ def canonical_label(name: str) -> str:
 # --------------------------------------------------------------------------------------------- geometry
 
 
-def _signed_area(ring: np.ndarray) -> float:
-    """Signed shoelace area of an open (N, 2) (y, x) ring, in squared input units."""
+def polygon_area(ring: ArrayLike) -> float:
+    """Shoelace area of an open (N, 2) (y, x) ring, unsigned, in squared input units (0 for N < 3)."""
+    ring = np.asarray(ring, dtype=np.float64)
     if len(ring) < 3:
         return 0.0
     rel = ring - ring[0]  # relative coordinates keep precision for vertices far from the origin
     y, x = rel[:, 0], rel[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
-
-
-def _ring_area(ring: np.ndarray) -> float:
-    return abs(_signed_area(ring))
+    return abs(0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)))
 
 
 def _open_ring(ring: np.ndarray) -> np.ndarray:
@@ -146,7 +151,7 @@ def _is_degenerate(ring: np.ndarray) -> bool:
     if len(ring) < 3 or np.unique(ring, axis=0).shape[0] < 3:
         return True
     extent = float(np.ptp(ring, axis=0).max())
-    return _ring_area(ring) <= 1e-12 * extent * extent
+    return polygon_area(ring) <= 1e-12 * extent * extent
 
 
 def _as_ring(values: ArrayLike, what: str) -> np.ndarray:
@@ -160,25 +165,55 @@ def _as_ring(values: ArrayLike, what: str) -> np.ndarray:
     return arr
 
 
+def _edges_low_first(ring: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every edge of an open (y, x) ring from its lower-y end: ``ya, xa, yb, xb`` (``ya <= yb``) and ``ya < yb``.
+
+    Interpolating from the lower end makes an edge shared by two polygons give bit-identical crossings.
+    """
+    nxt = np.concatenate((ring[1:], ring[:1]))
+    low_first = (ring[:, 0] <= nxt[:, 0])[:, None]
+    a, b = np.where(low_first, ring, nxt), np.where(low_first, nxt, ring)
+    return a[:, 0], a[:, 1], b[:, 0], b[:, 1], a[:, 0] < b[:, 0]
+
+
+def points_in_polygon(points: ArrayLike, ring: ArrayLike) -> np.ndarray:
+    """Whether each (y, x) point lies inside the polygon ``ring``, by the rule of :meth:`AnnotationSet.rasterize`.
+
+    Even-odd rule: a horizontal line through the point crosses the edges with ``min(y0, y1) <= y < max(y0, y1)``
+    (half-open, horizontal edges never), and a crossing counts when it lies at or left of the point. So a point
+    exactly on a left or top edge is inside, one on a right or bottom edge outside, and polygons tiling the
+    plane give every point to exactly one of them.
+
+    Args:
+        points: (K, 2) (y, x) coordinates (any K, including 0).
+        ring: (N, 2) (y, x) open ring (a repeated closing vertex is harmless).
+
+    Returns:
+        bool array of shape (K,).
+    """
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    ya, xa, yb, xb, crossable = _edges_low_first(np.asarray(ring, dtype=np.float64))
+    slope = (xb - xa) / np.where(crossable, yb - ya, 1.0)  # horizontal edges are never crossed
+    inside = np.zeros(len(pts), dtype=bool)
+    step = max(1, (1 << 20) // max(1, len(ya)))  # bounded (points x edges) temporaries
+    for s in range(0, len(pts), step):
+        py = pts[s : s + step, 0:1]
+        px = pts[s : s + step, 1:2]
+        crosses = (ya <= py) & (py < yb) & (xa + (py - ya) * slope <= px)
+        inside[s : s + step] = (np.count_nonzero(crosses, axis=1) & 1).astype(bool)
+    return inside
+
+
 def _points_in_ring(points: np.ndarray, ring: np.ndarray) -> np.ndarray:
-    """For (K, 2) (y, x) points: inside ``ring`` (even-odd rule) or on its boundary."""
-    y0, x0 = ring[:, 0], ring[:, 1]
-    y1, x1 = np.roll(y0, -1), np.roll(x0, -1)
-    inside = np.zeros(len(points), dtype=bool)
-    step = max(1, (1 << 20) // len(ring))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for s in range(0, len(points), step):
-            py = points[s : s + step, 0:1]
-            px = points[s : s + step, 1:2]
-            crosses = (y0 <= py) != (y1 <= py)
-            xc = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
-            inside[s : s + step] = (np.count_nonzero(crosses & (px < xc), axis=1) % 2) == 1
+    """For (K, 2) (y, x) points: inside ``ring`` (:func:`points_in_polygon`) or on its boundary."""
+    inside = points_in_polygon(points, ring)
     outside = np.flatnonzero(~inside)
     if outside.size:  # points on the boundary count as inside (a hole may touch its exterior)
         a = ring
         d = np.roll(ring, -1, axis=0) - ring
         dd = np.maximum((d * d).sum(axis=1), np.finfo(float).tiny)
         tol = 1e-9 * max(1.0, float(np.abs(ring).max()))
+        step = max(1, (1 << 20) // len(ring))
         for s in range(0, outside.size, step):
             idx = outside[s : s + step]
             p = points[idx][:, None, :]
@@ -271,7 +306,7 @@ class Region:
     @property
     def area(self) -> float:
         """Polygon area in level-0 px² (shoelace area of the exterior minus its holes')."""
-        return max(0.0, _ring_area(self.exterior) - sum(_ring_area(h) for h in self.holes))
+        return max(0.0, polygon_area(self.exterior) - sum(polygon_area(h) for h in self.holes))
 
 
 @dataclass(eq=False)
@@ -461,12 +496,8 @@ def _toggle_crossings(
     ``min(y0, y1) <= i < max(y0, y1)`` (half-open, so every row crosses a closed ring an even number of times).
     """
     rows_n, cols_n = win.shape
-    py = (ring[:, 0] - origin[0]) / ds - 0.5 - r0
-    px = (ring[:, 1] - origin[1]) / ds - 0.5 - c0
-    qy, qx = np.roll(py, -1), np.roll(px, -1)
-    low_first = py <= qy  # interpolate from the lower endpoint, so shared edges give identical crossings
-    ya, xa = np.where(low_first, py, qy), np.where(low_first, px, qx)
-    yb, xb = np.where(low_first, qy, py), np.where(low_first, qx, px)
+    pixel = np.stack([(ring[:, 0] - origin[0]) / ds - 0.5 - r0, (ring[:, 1] - origin[1]) / ds - 0.5 - c0], axis=1)
+    ya, xa, yb, xb, _ = _edges_low_first(pixel)
     start = np.clip(np.ceil(ya), 0, rows_n).astype(np.int64)
     stop = np.clip(np.ceil(yb), 0, rows_n).astype(np.int64)
     counts = stop - start
@@ -491,30 +522,74 @@ def _toggle_crossings(
         first = last
 
 
-def _region_blocks(
-    region: Region, out_shape: tuple[int, int], ds: float, origin: tuple[float, float]
-) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
-    """Fill one region in its bounding-box window (clipped to the output) and yield it in row blocks.
+def _fill_window(
+    exterior: np.ndarray,
+    holes: Sequence[np.ndarray],
+    bounds: tuple[float, float, float, float],
+    out_shape: tuple[int, int],
+    ds: float,
+    origin: tuple[float, float],
+) -> tuple[int, int, np.ndarray] | None:
+    """Fill a polygon in its bounding-box window (clipped to the output): ``(r0, c0, window)`` or None.
 
-    Yields ``(output slices, block)`` where ``block`` is uint8: 1 inside the exterior and outside every hole;
-    other values (0, 2, 3) are outside. Nothing is allocated when the region misses the output.
+    ``window`` is uint8: 1 inside the exterior and outside every hole; other values (0, 2, 3) are outside. Its
+    pixel (i, j) is output pixel (r0 + i, c0 + j). None (nothing allocated) when the polygon misses the output.
     """
-    ymin, xmin, ymax, xmax = region.bounds
+    ymin, xmin, ymax, xmax = bounds
     r0 = max(0, math.ceil((ymin - origin[0]) / ds - 0.5))
     r1 = min(out_shape[0], math.ceil((ymax - origin[0]) / ds - 0.5))
     c0 = max(0, math.ceil((xmin - origin[1]) / ds - 0.5))
     c1 = min(out_shape[1], math.ceil((xmax - origin[1]) / ds - 0.5))
     if r1 <= r0 or c1 <= c0:
-        return
+        return None
     win = np.zeros((r1 - r0, c1 - c0), dtype=np.uint8)
-    _toggle_crossings(win, region.exterior, ds, origin, r0, c0, 1)
-    for hole in region.holes:  # holes in bit 2: exterior AND NOT holes, even for a hole that strays outside
+    _toggle_crossings(win, exterior, ds, origin, r0, c0, 1)
+    for hole in holes:  # holes in bit 2: exterior AND NOT holes, even for a hole that strays outside
         _toggle_crossings(win, hole, ds, origin, r0, c0, 2)
     np.bitwise_xor.accumulate(win, axis=1, out=win)
+    return r0, c0, win
+
+
+def _region_blocks(
+    region: Region, out_shape: tuple[int, int], ds: float, origin: tuple[float, float]
+) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
+    """Fill one region (:func:`_fill_window`) and yield ``(output slices, block)`` in row blocks."""
+    filled = _fill_window(region.exterior, region.holes, region.bounds, out_shape, ds, origin)
+    if filled is None:
+        return
+    r0, c0, win = filled
     step = max(1, _BLOCK_ELEMENTS // win.shape[1])
     for s in range(0, win.shape[0], step):
         block = win[s : s + step]
-        yield (slice(r0 + s, r0 + s + block.shape[0]), slice(c0, c1)), block
+        yield (slice(r0 + s, r0 + s + block.shape[0]), slice(c0, c0 + win.shape[1])), block
+
+
+def fill_polygon(
+    ring: ArrayLike, shape: tuple[int, int], downsample: float = 1.0, origin: tuple[float, float] = (0.0, 0.0)
+) -> np.ndarray:
+    """Boolean mask of one polygon at a target resolution: :meth:`AnnotationSet.rasterize` of a single region.
+
+    Output pixel (i, j) is True when its centre ``(origin_y + (i + 0.5) * downsample, origin_x + (j + 0.5) *
+    downsample)`` is inside ``ring`` by the rule of :func:`points_in_polygon` (left / top edges inside, right /
+    bottom edges outside). Only the output and the polygon's bounding-box window are allocated.
+
+    Args:
+        ring: (N, 2) (y, x) open ring in level-0 coordinates.
+        shape: (rows, cols) of the output.
+        downsample: level-0 units per output pixel (> 0).
+        origin: level-0 (y, x) of the output's top-left corner.
+    """
+    out_shape, ds, org = _check_raster_args(shape, downsample, origin)
+    arr = np.asarray(ring, dtype=np.float64)
+    out = np.zeros(out_shape, dtype=bool)
+    if arr.ndim != 2 or arr.shape[1] != 2 or arr.shape[0] < 3:
+        raise ValueError(f"expected an (N >= 3, 2) array of (y, x) vertices, got shape {arr.shape}")
+    lo, hi = arr.min(axis=0), arr.max(axis=0)
+    filled = _fill_window(arr, (), (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])), out_shape, ds, org)
+    if filled is not None:
+        r0, c0, win = filled
+        out[r0 : r0 + win.shape[0], c0 : c0 + win.shape[1]] = win == 1
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- reading
@@ -860,47 +935,11 @@ def _hash_color(name: str) -> tuple[int, int, int]:
     return (64 + (h & 0x7F), 64 + ((h >> 8) & 0x7F), 64 + ((h >> 16) & 0x7F))
 
 
-def _current_umask() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
 def _check_finite(annotations: AnnotationSet) -> None:
     for i, region in enumerate(annotations.regions):
         for ring in (region.exterior, *region.holes):
             if not np.isfinite(ring).all():
                 raise ValueError(f"{annotations._where()}: region {i} has non-finite vertices; nothing written")
-
-
-def _atomic_write(path: PathLike, write: Callable[[TextIO], None], overwrite: bool) -> Path:
-    """Write text through ``write`` to a temporary file beside ``path``, then rename it into place."""
-    target = Path(path)
-    parent = target.parent
-    if not parent.is_dir():
-        raise FileNotFoundError(f"{target}: cannot write, directory {parent} does not exist")
-    if target.is_dir():
-        raise IsADirectoryError(f"{target}: cannot write, it is a directory")
-    if not overwrite and target.exists():
-        raise FileExistsError(f"{target}: already exists (pass overwrite=True to replace it)")
-    mode = (target.stat().st_mode & 0o7777) if target.exists() else (0o666 & ~_current_umask())
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, mode)
-        os.replace(tmp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    return target
 
 
 def _asap_group(region: Region) -> str:
@@ -956,7 +995,7 @@ def write_asap_xml(annotations: AnnotationSet, path: PathLike, *, overwrite: boo
             )
         fh.write("\t</AnnotationGroups>\n</ASAP_Annotations>\n")
 
-    return _atomic_write(path, write, overwrite)
+    return atomic_write_text(path, write, overwrite=overwrite)
 
 
 def _geojson_class_name(region: Region) -> str:
@@ -1004,7 +1043,7 @@ def write_geojson(annotations: AnnotationSet, path: PathLike, *, overwrite: bool
             fh.write(("" if index == 0 else ",\n") + json.dumps(feature, allow_nan=False))
         fh.write("\n]}\n")
 
-    return _atomic_write(path, write, overwrite)
+    return atomic_write_text(path, write, overwrite=overwrite)
 
 
 # ------------------------------------------------------------------------------------- napari Shapes data

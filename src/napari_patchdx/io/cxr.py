@@ -9,7 +9,8 @@ claims another format than the content is refused, so a PNG saved as ``.dcm`` do
 
 DICOM follows the display pipeline of PS3.3 / PS3.4: stored values -> Modality LUT (rescale slope/intercept or
 LUT sequence) -> VOI LUT (LUT sequence, else window centre/width, else the image's own min..max) -> the VOI
-output range mapped to [0, 1] -> one inversion for MONOCHROME1 or a Presentation LUT Shape of INVERSE.
+output range (for a LUT sequence its nominal 0 .. 2**bits - 1) mapped to [0, 1] -> one inversion for MONOCHROME1
+or a Presentation LUT Shape of INVERSE.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputFileError
+from .tiffmeta import TIFF_MAGIC, resolution_um
 
 __all__ = ["CxrImage", "detect_format", "read_cxr"]
 
@@ -108,7 +110,7 @@ def detect_format(head: bytes) -> str | None:
         return "PNG"
     if head[:3] == b"\xff\xd8\xff":
         return "JPEG"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    if head[:4] in TIFF_MAGIC:
         return "TIFF"
     if _looks_like_raw_dicom(head):
         return "DICOM"
@@ -365,8 +367,6 @@ def _read_jpeg(path: Path, data: bytes) -> tuple[np.ndarray, tuple[float, float]
 # TIFF
 # --------------------------------------------------------------------------------------------------------------
 
-_MM_PER_UNIT = {2: 25.4, 3: 10.0, 4: 1.0, 5: 1e-3}  # inch, centimetre, millimetre, micrometre
-
 
 def _read_tiff(path: Path, data: bytes) -> tuple[np.ndarray, tuple[float, float] | None, dict[str, Any]]:
     import tifffile
@@ -388,10 +388,7 @@ def _read_tiff(path: Path, data: bytes) -> tuple[np.ndarray, tuple[float, float]
             photometric = page.photometric.name if page.photometric is not None else "UNKNOWN"
             axes = page.axes
             bits = int(page.bitspersample)
-            tags = page.tags
-            xres = tags["XResolution"].value if "XResolution" in tags else None
-            yres = tags["YResolution"].value if "YResolution" in tags else None
-            unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else 2
+            resolution = resolution_um(page)
             compression = page.compression.name if page.compression is not None else "NONE"
             tiled = page.is_tiled
             with warnings.catch_warnings():
@@ -402,9 +399,14 @@ def _read_tiff(path: Path, data: bytes) -> tuple[np.ndarray, tuple[float, float]
     except Exception as exc:
         raise InputFileError(path, f"cannot read TIFF: {type(exc).__name__}: {exc}") from exc
 
-    if photometric not in ("MINISBLACK", "MINISWHITE", "RGB"):
+    # YCbCr is accepted JPEG-compressed with interleaved samples, which the JPEG decoder hands back as RGB;
+    # tifffile returns any other YCbCr data unconverted.
+    ycbcr_jpeg = photometric == "YCBCR" and compression == "JPEG" and not axes.startswith("S")
+    if photometric not in ("MINISBLACK", "MINISWHITE", "RGB") and not ycbcr_jpeg:
         raise InputFileError(
-            path, f"TIFF photometric interpretation {photometric} is not supported; expected grayscale or RGB"
+            path,
+            f"TIFF photometric interpretation {photometric} (compression {compression}) is not supported; "
+            "expected grayscale, RGB or JPEG-compressed YCbCr",
         )
     # Bring samples last: (rows, cols) or (rows, cols, samples).
     arr = np.asarray(arr)
@@ -416,21 +418,16 @@ def _read_tiff(path: Path, data: bytes) -> tuple[np.ndarray, tuple[float, float]
     if arr.dtype not in (np.uint8, np.uint16):
         raise InputFileError(path, f"TIFF samples are {arr.dtype}; expected 8- or 16-bit unsigned integers")
     gray, colour = _to_gray(arr, path, "TIFF")
+    if ycbcr_jpeg:
+        colour = f"YCbCr (JPEG-decoded to RGB), {colour}"
     bits = bits if 1 <= bits <= arr.dtype.itemsize * 8 else arr.dtype.itemsize * 8
     image = _scale_unsigned(gray, bits, path, "TIFF")
     inverted = photometric == "MINISWHITE"
     if inverted:
         image = 1.0 - image
 
-    spacing = None
-    if xres is not None and yres is not None and unit in _MM_PER_UNIT:
-        try:
-            xr = xres[0] / xres[1] if isinstance(xres, tuple) else float(xres)
-            yr = yres[0] / yres[1] if isinstance(yres, tuple) else float(yres)
-            if xr > 0 and yr > 0:
-                spacing = _positive_spacing(_MM_PER_UNIT[unit] / yr, _MM_PER_UNIT[unit] / xr)
-        except (ZeroDivisionError, TypeError, ValueError):
-            spacing = None
+    # Inch or centimetre resolution only; a writer's default 72 / 96 / 300 dpi says nothing about the detector.
+    spacing = _positive_spacing(resolution[0] / 1000.0, resolution[1] / 1000.0) if resolution else None
     meta = {
         "bits_stored": bits,
         "original_dtype": str(arr.dtype),
@@ -601,8 +598,11 @@ def _read_dicom(path: Path, data: bytes) -> tuple[np.ndarray, tuple[float, float
         try:
             descriptor = [int(v) for v in voi_seq[0].LUTDescriptor]
             entries = descriptor[0] or 2**16
+            # PS3.3 C.11.2.1.1: LUT entries range over 0 .. 2**n - 1 (n = third LUT Descriptor value), and that
+            # nominal range, not the part a given table happens to use, is what becomes P-values (black .. white).
+            # Entries beyond it (a non-conformant table) widen it rather than saturate.
             table = apply_voi(np.arange(descriptor[1], descriptor[1] + entries, dtype=np.int64), ds, 0)
-            lo, hi = float(np.min(table)), float(np.max(table))
+            lo, hi = 0.0, max(float(2 ** descriptor[2] - 1), float(np.max(table)))
             out = apply_voi(ints, ds, 0).astype(np.float64)
             voi_info = {"voi": "VOI LUT sequence", "voi_lut_entries": entries, "voi_output_range": (lo, hi)}
         except Exception as exc:
