@@ -111,3 +111,32 @@ def test_sample_patches_widget_stop(make_napari_viewer, qtbot, wsi_cohort) -> No
     assert widget.runner.status.value == "stopped"
     assert widget.table is None and widget.runner.run_button.enabled
     assert f"{slide.path.stem} patches" not in viewer.layers
+
+
+def test_sample_patches_widget_on_cxr_folder(make_napari_viewer, qtbot, tmp_path) -> None:
+    from napari_patchdx._napari.widgets import SamplePatchesWidget
+    from napari_patchdx.data.synth_cxr import make_cxr_cohort
+
+    cohort = make_cxr_cohort(tmp_path / "cxr", n=6, seed=1, size=256, dicom=False)
+    viewer = make_napari_viewer(show=True)
+    images = [viewer.open(str(cohort.png_path(i)), plugin="napari-patchdx")[0] for i in cohort.images]
+    widget = SamplePatchesWidget(viewer)
+    widget.folder.value = cohort.root
+    widget.n.value = 60
+    widget.patch_size.value = 256  # working size 1024 -> a quarter of the image side
+    widget.runner.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.table is not None, timeout=60_000)
+    table = widget.table
+    assert len(table) == 60 and "label_nodule" in table.columns
+    assert "lesion (" in widget.counts.value
+    shown = 0
+    for image, image_id in zip(images, cohort.images, strict=True):
+        rows = table[table.slide == str(cohort.png_path(image_id))]
+        if rows.empty:
+            assert f"{image.name} patches" not in viewer.layers
+            continue
+        boxes = viewer.layers[f"{image.name} patches"]
+        assert boxes.nshapes == len(rows)
+        np.testing.assert_allclose(boxes.data[0][0], [rows.y.iloc[0] - 0.5, rows.x.iloc[0] - 0.5])
+        shown += 1
+    assert shown >= 3

@@ -23,7 +23,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..io.annotations import AnnotationSet
 from ..io.detect import SLIDE_SUFFIXES, TIFF_SUFFIXES
-from ..layers import patches_layer, tissue_layer
+from ..layers import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
 from .viewer import add_layers
 from .writers import shapes_to_annotations
@@ -178,10 +178,24 @@ class SamplePatchesWidget(Container):
                 pairs.append((path, beside))
         return pairs
 
-    def run(self) -> None:
-        """Start sampling in a worker."""
-        from ..data.sampling import PatchGeometry, sample_slides_job
+    def _cxr_folder(self) -> Path | None:
+        folder = Path(str(self.folder.value)) if str(self.folder.value) not in ("", ".") else None
+        return folder if folder is not None and (folder / "labels.csv").is_file() else None
 
+    def run(self) -> None:
+        """Start sampling in a worker: slides (layers or a folder), or a chest X-ray cohort folder (labels.csv)."""
+        from ..data.sampling import PatchGeometry, sample_cxr_job, sample_slides_job
+
+        cxr_root = self._cxr_folder()
+        if cxr_root is not None:
+            kwargs_cxr = {
+                "n": int(self.n.value),
+                "patch_size": int(self.patch_size.value),
+                "seed": int(self.seed.value),
+            }
+            self.table = None
+            self.runner.start(lambda: sample_cxr_job(cxr_root, **kwargs_cxr), self._on_done)
+            return
         pairs = self._inputs()
         if not pairs:
             show_info("napari-patchdx: choose slide layers or a folder of slides first")
@@ -214,6 +228,12 @@ class SamplePatchesWidget(Container):
 
         self.table = table
         n_pos = int((table["label"] > 0).sum())
+        classes = [c for c in table.columns if c.startswith("label_")]
+        if classes:  # chest X-rays: counts per class, boxes over the X-ray layers that are open
+            per_class = ", ".join(f"{c[6:]} {int(table[c].sum())}" for c in classes)
+            self.counts.value = f"{len(table)} patches: {n_pos} lesion ({per_class}), {len(table) - n_pos} normal"
+            self._show_cxr_boxes(table, classes)
+            return
         self.counts.value = f"{len(table)} patches: {n_pos} tumour, {len(table) - n_pos} normal"
         for path, rows in table.groupby("slide", sort=False):
             with open_slide(path) as slide:
@@ -222,6 +242,23 @@ class SamplePatchesWidget(Container):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
             add_layers(self.viewer, [layer])
+
+    def _show_cxr_boxes(self, table: Any, classes: list[str]) -> None:
+        import numpy as np
+
+        for layer in _layers_of_kind(self.viewer, "cxr"):
+            rows = table[table["slide"] == layer.metadata["patchdx"].get("path")]
+            if rows.empty:
+                continue
+            boxes = np.stack([rows.y, rows.x, rows.y + rows["size"], rows.x + rows["size"]], axis=1)
+            names = [
+                "+".join(c[6:] for c in classes if getattr(r, c)) or "normal" for r in rows.itertuples(index=False)
+            ]
+            spacing = tuple(layer.scale[-2:]) if layer.metadata["patchdx"].get("path") else None
+            name = f"{layer.name} patches"
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            add_layers(self.viewer, [boxes_layer(boxes, names, spacing=spacing, name=name)])
 
     def export(self) -> None:
         """Save the last table (CSV or Parquet by suffix) and optionally patch PNGs beside it."""

@@ -50,6 +50,7 @@ __all__ = [
     "grid_table",
     "load_cxr_cohort",
     "read_patch_table",
+    "sample_cxr_job",
     "sample_slides_job",
     "write_patch_table",
 ]
@@ -678,4 +679,37 @@ def sample_slides_job(
             parts.append(part)
             done += len(part)
             yield Progress(done, total, f"sampled {start + len(part)} of {n} patches", partial=part)
+    return pd.concat(parts, ignore_index=True) if parts else _frame([])
+
+
+def sample_cxr_job(
+    root: str | os.PathLike[str],
+    *,
+    n: int = 1000,
+    patch_size: int = 256,
+    working_size: int = 1024,
+    positive_fraction: float = 0.5,
+    jitter: float = 32.0,
+    seed: int = 0,
+    splits: Mapping[str, str] | None = None,
+    chunk: int = 64,
+) -> Job[pd.DataFrame]:
+    """Sample ``n`` lesion / normal-lung patches from a chest X-ray cohort folder (curriculum step 1), with progress.
+
+    Images are split by ``splits`` (image id -> split), else by a ``split`` column in ``labels.csv``, else train.
+    """
+    yield Progress(0, int(n), f"reading masks in {Path(root).name}")
+    sampler = CxrLesionSampler(
+        load_cxr_cohort(root, splits),
+        patch_size=patch_size,
+        working_size=working_size,
+        positive_fraction=positive_fraction,
+        jitter=jitter,
+        seed=seed,
+    )
+    parts = []
+    for start in range(0, int(n), chunk):
+        part = sampler.table(min(chunk, int(n) - start), start=start)
+        parts.append(part)
+        yield Progress(start + len(part), int(n), f"sampled {start + len(part)} of {n} patches", partial=part)
     return pd.concat(parts, ignore_index=True) if parts else _frame([])
