@@ -213,3 +213,22 @@ def test_split_hygiene(wsi_cohort) -> None:
     assert {Path(p).stem: s for p, s in table.groupby("slide")["split"].first().items()} == {
         k: v for k, v in splits.items() if k in set(table.slide.map(lambda p: Path(p).stem))
     }
+
+
+def test_cxr_sampler_from_boxes_only(tmp_path: Path) -> None:
+    import shutil
+
+    from napari_patchdx.data.synth_cxr import make_cxr_cohort
+
+    cohort = make_cxr_cohort(tmp_path / "cxr", n=6, seed=4, size=128, dicom=False)
+    shutil.rmtree(cohort.root / "masks")
+    sources = load_cxr_cohort(cohort.root)
+    lesions = pd.read_csv(cohort.lesions_csv)
+    for source in sources:
+        mine = lesions[lesions.image == source.image_id]
+        assert bool(source.lesion_bits.any()) == (len(mine) > 0)
+        for r in mine.itertuples(index=False):  # the whole box carries the class bit
+            bit = 1 << source.classes.index(r[2])
+            assert (source.lesion_bits[r.y0 : r.y1, r.x0 : r.x1] & bit).all()
+    table = CxrLesionSampler(sources, patch_size=32, working_size=128, seed=1).table(30)
+    assert 0 < table.label.sum() < 30

@@ -407,8 +407,9 @@ class CxrSource:
 def load_cxr_cohort(root: str | os.PathLike[str], splits: Mapping[str, str] | None = None) -> list[CxrSource]:
     """Sources for a cohort laid out like :func:`napari_patchdx.data.synth_cxr.make_cxr_cohort` writes it.
 
-    Needs ``labels.csv`` (image, class columns, png) and ``masks/<id>.png`` (class bitmask); ``lungs/<id>.png``
-    is used when present.
+    Needs ``labels.csv`` (image, class columns, png) and either ``masks/<id>.png`` (class bitmask) or, for
+    cohorts with boxes only, ``lesions.csv`` (each lesion then covers its whole box); ``lungs/<id>.png`` is used
+    when present.
     """
     from PIL import Image
 
@@ -421,13 +422,20 @@ def load_cxr_cohort(root: str | os.PathLike[str], splits: Mapping[str, str] | No
         if col not in table.columns:
             raise InputFileError(labels_csv, f"missing column {col!r}")
     classes = tuple(c for c in table.columns if c not in ("image", "png", "dcm", "split"))
+    boxes = _lesion_boxes(root / "lesions.csv", classes)
     sources = []
     for row in table.itertuples(index=False):
         image_id = str(row.image)
         mask_path = root / "masks" / f"{image_id}.png"
-        if not mask_path.is_file():
-            raise InputFileError(mask_path, "no such file (lesion mask of a labelled image)")
-        bits = np.asarray(Image.open(mask_path))
+        if mask_path.is_file():
+            bits = np.asarray(Image.open(mask_path))
+        elif boxes is not None:  # boxes only: each lesion is its whole box
+            with Image.open(root / str(row.png)) as im:
+                bits = np.zeros((im.height, im.width), np.uint8)
+            for k, y0, x0, y1, x1 in boxes.get(image_id, []):
+                bits[y0:y1, x0:x1] |= np.uint8(1 << k)
+        else:
+            raise InputFileError(mask_path, "no such file, and no lesions.csv with boxes beside labels.csv")
         lung_path = root / "lungs" / f"{image_id}.png"
         lungs = np.asarray(Image.open(lung_path)) > 0 if lung_path.is_file() else None
         split = (splits or {}).get(image_id, getattr(row, "split", "train"))
@@ -435,6 +443,24 @@ def load_cxr_cohort(root: str | os.PathLike[str], splits: Mapping[str, str] | No
             CxrSource(image_id, root / str(row.png), bits.shape, bits.astype(np.uint8), lungs, classes, str(split))
         )
     return sources
+
+
+def _lesion_boxes(path: Path, classes: tuple[str, ...]) -> dict[str, list[tuple[int, ...]]] | None:
+    """``lesions.csv`` (image, class, y0, x0, y1, x1 in native pixels, half-open) as per-image box lists."""
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path)
+    missing = [c for c in ("image", "class", "y0", "x0", "y1", "x1") if c not in table.columns]
+    if missing:
+        raise InputFileError(path, f"missing columns {missing}")
+    out: dict[str, list[tuple[int, ...]]] = {}
+    for image, cls, y0, x0, y1, x1 in table[["image", "class", "y0", "x0", "y1", "x1"]].itertuples(
+        index=False, name=None
+    ):
+        if cls not in classes:
+            raise InputFileError(path, f"unknown class {cls!r} (labels.csv has {classes})")
+        out.setdefault(str(image), []).append((classes.index(cls), int(y0), int(x0), int(y1), int(x1)))
+    return out
 
 
 class CxrLesionSampler:
