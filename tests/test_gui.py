@@ -140,3 +140,18 @@ def test_sample_patches_widget_on_cxr_folder(make_napari_viewer, qtbot, tmp_path
         np.testing.assert_allclose(boxes.data[0][0], [rows.y.iloc[0] - 0.5, rows.x.iloc[0] - 0.5])
         shown += 1
     assert shown >= 3
+
+
+def test_lesion_points_layer(make_napari_viewer) -> None:
+    from napari_patchdx.evaluate import PointsTable
+    from napari_patchdx.layers import points_layer
+
+    points = PointsTable(y=np.array([100.5, 300.5, 50.5]), x=np.array([200.5, 40.5, 60.5]), probability=[0.6, 0.9, 0.3])
+    viewer = make_napari_viewer()
+    data, kwargs, kind = points_layer(points, mpp=0.25, top_k=2, diameter_um=50)
+    layer = viewer._add_layer_from_data(data, kwargs, kind)[0]
+    assert len(layer.data) == 2  # capped to the top K, most probable first
+    np.testing.assert_allclose(layer.features["probability"], [0.9, 0.6])
+    np.testing.assert_allclose(layer.data_to_world(layer.data[0]), level0_to_world([300.5, 40.5], 0.25))
+    assert layer.size[0] == pytest.approx(200.0)  # 50 um at 0.25 um/px, in level-0 pixels
+    assert not np.allclose(layer.face_color[0], layer.face_color[1])  # coloured by probability

@@ -254,3 +254,36 @@ def tissue_layer(tissue: Any, name: str = "tissue") -> LayerData:
         **tissue.grid.napari(),
     }
     return tissue.mask.astype(np.uint8), kwargs, "labels"
+
+
+def points_layer(
+    points: Any,
+    mpp: float | None,
+    *,
+    top_k: int = 2000,
+    diameter_um: float = 100.0,
+    name: str = "lesion points",
+) -> LayerData:
+    """A Points layer of lesion points (a :class:`~napari_patchdx.evaluate.PointsTable`), coloured by probability.
+
+    Only the ``top_k`` most probable points are shown so the viewer stays fast; ``probability`` is a feature.
+    Points are drawn ``diameter_um`` micrometres across (level-0 pixels when mpp is unknown).
+    """
+    k = min(int(top_k), len(points.probability))
+    data = np.stack([points.y[:k], points.x[:k]], axis=1) if k else np.zeros((0, 2))
+    size = diameter_um / mpp if mpp else diameter_um
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "features": {"probability": np.asarray(points.probability[:k], dtype=np.float64)},
+        "face_color": "probability",
+        "face_colormap": "inferno",
+        "face_contrast_limits": (0.0, 1.0),
+        "border_color": "white",
+        "size": size,
+        "units": _units(mpp),
+        "metadata": {
+            "patchdx": {"kind": "points", "frame": "level0", "mpp": mpp, "shown": k, "total": len(points.probability)}
+        },
+        **vector_transform(mpp),
+    }
+    return data, kwargs, "points"
