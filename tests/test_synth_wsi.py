@@ -445,22 +445,24 @@ def test_arguments_are_checked(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_gigapixel_mostly_empty_slide_is_cheap(tmp_path: Path) -> None:
-    """100,000 x 100,000 px, 0.2 % tissue: one reused background JPEG, tissue drawn tile by tile (about 10 s)."""
-    import resource
-    import time
+def test_gigapixel_mostly_empty_slide_reuses_one_background_tile(large_slide: Path) -> None:
+    """100,000 x 100,000 px, 0.2 % tissue (conftest's session slide): background tiles are one JPEG written once
+    per tile position, so the file stays small; speed and memory are measured in benchmarks/read_regions.py."""
+    import tifffile
 
-    path = tmp_path / "big.tif"
-    t0 = time.perf_counter()
-    slide = sw.make_slide(path, height=100_000, width=100_000, tissue_fraction=0.002, seed=0)
-    seconds = time.perf_counter() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # whole test process, so far
-    try:
-        with openslide.OpenSlide(str(slide.path)) as osr:
-            assert osr.level_dimensions[0] == (100_000, 100_000) and osr.level_count == 9
-            assert min(osr.level_dimensions[-1]) <= 512
-            assert float(osr.properties["openslide.mpp-x"]) == pytest.approx(0.5)
-        assert len(slide.lesions) >= 5
-    finally:
-        path.unlink()  # about 400 MB
-    assert seconds < 60 and peak_mb < 1500
+    with openslide.OpenSlide(str(large_slide)) as osr:
+        assert osr.level_dimensions[0] == (100_000, 100_000) and osr.level_count == 9
+        assert min(osr.level_dimensions[-1]) <= 512
+        assert float(osr.properties["openslide.mpp-x"]) == pytest.approx(0.25)
+    with tifffile.TiffFile(large_slide) as tif, open(large_slide, "rb") as fh:
+        page = tif.pages.first
+        counts = np.asarray(page.databytecounts)
+        background = np.bincount(counts).argmax()
+        assert (counts == background).mean() > 0.95
+        sample = np.flatnonzero(counts == background)[:: max(1, int((counts == background).sum()) // 20)]
+        tiles = set()
+        for i in sample:
+            fh.seek(int(page.dataoffsets[i]))
+            tiles.add(fh.read(int(counts[i])))
+        assert len(tiles) == 1
+    assert large_slide.stat().st_size < 600 * 2**20
