@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,10 @@ import pytest
 import tifffile
 from skimage import data as skdata
 from skimage.transform import downscale_local_mean, resize
+
+# One process runs both the GUI tests (Mesa's llvmpipe OpenGL under Xvfb) and torch: keep triton, whose LLVM clashes
+# with Mesa's, out of it, as the napari adapters do (see napari_patchdx._napari); torch.compile is never used.
+sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
 
 
 def write_pyramid(

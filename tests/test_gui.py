@@ -155,3 +155,33 @@ def test_lesion_points_layer(make_napari_viewer) -> None:
     np.testing.assert_allclose(layer.data_to_world(layer.data[0]), level0_to_world([300.5, 40.5], 0.25))
     assert layer.size[0] == pytest.approx(200.0)  # 50 um at 0.25 um/px, in level-0 pixels
     assert not np.allclose(layer.face_color[0], layer.face_color[1])  # coloured by probability
+
+
+def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp_path) -> None:
+    from napari_patchdx._napari.widgets import TrainWidget
+    from napari_patchdx.data.synth_cxr import make_cxr_cohort
+    from napari_patchdx.models import load_checkpoint
+
+    cohort = make_cxr_cohort(tmp_path / "cxr", n=12, seed=2, size=128, dicom=False)
+    viewer = make_napari_viewer(show=True)
+    widget = TrainWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert "cpu" in widget.device.choices
+    widget.source.value = "X-ray cohort folder"
+    widget.cohort.value = cohort.root
+    widget.arch.value = "small"
+    widget.stage.value = "curriculum"
+    widget.epochs.value = 1
+    widget.batch_size.value = 4
+    widget.patch_size.value = 48
+    widget.working_size.value = 128
+    widget.device.value = "cpu"
+    widget.workers.value = 0
+    widget.out_dir.value = tmp_path / "run"
+    widget.runner.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=180_000)
+    assert [h["stage"] for h in widget.history] == ["patches", "whole"]
+    assert len(widget.figure.axes) == 2 and len(widget.figure.axes[0].lines) == 4  # train/val loss per stage
+    model, meta = load_checkpoint(widget.result.last)
+    assert model.num_classes == 5 and model.in_channels == 1
+    assert meta["classes"] == ["nodule", "consolidation", "interstitial_opacity", "pleural_effusion", "pneumothorax"]

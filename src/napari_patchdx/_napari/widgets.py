@@ -43,10 +43,18 @@ class JobRunner(Container):
         self.status = Label(value="")
         super().__init__(widgets=[self.run_button, self.stop_button, self.progress, self.status])
         self.worker: Any = None
+        self.stop_requested = False
+        self._graceful = False
         self.stop_button.changed.connect(self.stop)
 
-    def start(self, job_factory: Any, on_done: Any, on_partial: Any = None) -> None:
-        """Start ``job_factory()`` in a thread worker; ``on_done(result)`` and ``on_partial(report)`` run on the UI."""
+    def start(self, job_factory: Any, on_done: Any, on_partial: Any = None, graceful_stop: bool = False) -> None:
+        """Start ``job_factory()`` in a thread worker; ``on_done(result)`` and ``on_partial(report)`` run on the UI.
+
+        With ``graceful_stop`` the job polls :attr:`stop_requested` itself (and returns normally, e.g. after saving
+        a resumable checkpoint); otherwise Stop quits the worker at the job's next progress report.
+        """
+        self.stop_requested = False
+        self._graceful = graceful_stop
         self.run_button.enabled = False
         self.stop_button.enabled = True
         self.progress.value = 0
@@ -88,7 +96,9 @@ class JobRunner(Container):
         """Ask the running job to stop at its next progress report."""
         if self.worker is not None:
             self.status.value = "stopping..."
-            self.worker.quit()
+            self.stop_requested = True
+            if not self._graceful:
+                self.worker.quit()
 
 
 class SamplePatchesWidget(Container):
@@ -275,3 +285,125 @@ class SamplePatchesWidget(Container):
         if self.export_images.value:
             export_patch_images(self.table, path.with_suffix(""), int(self.patch_size.value), limit=200)
         show_info(f"napari-patchdx: wrote {path}")
+
+
+class TrainWidget(Container):
+    """Train a model on slides in the viewer, a patch table or a chest X-ray cohort, with live curves and Stop."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        from ..models import ARCHITECTURES
+        from ..train import available_devices
+
+        self.viewer = viewer
+        self.source = ComboBox(
+            label="data",
+            choices=["slides in the viewer", "patch table", "X-ray cohort folder"],
+            value="slides in the viewer",
+        )
+        self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
+        self.table = FileEdit(label="patch table", mode="r", filter="*.csv *.parquet", value="")
+        self.cohort = FileEdit(label="X-ray cohort", mode="d", value="")
+        self.arch = ComboBox(label="model", choices=list(ARCHITECTURES), value="small")
+        self.stage = ComboBox(label="stage", choices=["patches", "whole", "curriculum", "baseline"], value="patches")
+        self.epochs = SpinBox(label="epochs (per stage)", min=1, max=10_000, value=5)
+        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=32)
+        self.steps = SpinBox(label="steps per epoch (slides)", min=1, max=1_000_000, value=50)
+        self.patch_size = SpinBox(label="patch size (px)", min=32, max=2048, value=299)
+        self.working_size = SpinBox(label="X-ray working size (px)", min=64, max=4096, value=1024)
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.workers = SpinBox(label="loader workers", min=0, max=64, value=2)
+        self.out_dir = FileEdit(label="run folder", mode="d", value="")
+        self.runner = JobRunner("Train")
+        self.figure = Figure(figsize=(5, 2.4), dpi=90)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        super().__init__(
+            widgets=[
+                self.source,
+                self.slides,
+                self.table,
+                self.cohort,
+                self.arch,
+                self.stage,
+                self.epochs,
+                self.batch_size,
+                self.steps,
+                self.patch_size,
+                self.device,
+                self.workers,
+                self.out_dir,
+                self.runner,
+            ]
+        )
+        self.native.layout().addWidget(self.canvas)
+        self.history: list[dict[str, Any]] = []
+        self.result: Any = None
+        self.runner.run_button.changed.connect(self.run)
+        viewer.layers.events.inserted.connect(lambda _=None: self.slides.reset_choices())
+        viewer.layers.events.removed.connect(lambda _=None: self.slides.reset_choices())
+
+    def _slide_names(self, _: Any = None) -> list[str]:
+        return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
+
+    def _data(self) -> tuple[str, Any]:
+        from ..train import TrainData
+
+        source = str(self.source.value)
+        if source == "X-ray cohort folder":
+            return "cxr", TrainData(cxr_root=Path(str(self.cohort.value)))
+        if source == "patch table":
+            return "slide", TrainData(patch_table=Path(str(self.table.value)))
+        slides = []
+        for name in self.slides.value:
+            path = Path(self.viewer.layers[name].metadata["patchdx"]["path"])
+            beside = next((path.with_suffix(s) for s in (".xml", ".geojson") if path.with_suffix(s).is_file()), None)
+            slides.append((path, beside))
+        from ..data.sampling import assign_splits
+
+        splits = assign_splits([p.stem for p, _ in slides], (0.75, 0.25, 0.0), seed=0) if len(slides) > 1 else {}
+        return "slide", TrainData(slides=[(p, a, splits.get(p.stem, "train")) for p, a in slides])
+
+    def run(self) -> None:
+        """Start training in a worker; curves update after every epoch."""
+        from ..train import TrainConfig, train_job
+
+        track, data = self._data()
+        out = Path(str(self.out_dir.value))
+        if str(self.out_dir.value) in ("", "."):
+            show_info("napari-patchdx: choose a run folder first")
+            return
+        config = TrainConfig(
+            track=track,
+            stage=str(self.stage.value) if track == "cxr" else "patches",
+            arch=str(self.arch.value),
+            epochs=int(self.epochs.value),
+            batch_size=int(self.batch_size.value),
+            steps_per_epoch=int(self.steps.value),
+            patch_size=int(self.patch_size.value),
+            working_size=int(self.working_size.value),
+            device=str(self.device.value),
+            num_workers=int(self.workers.value),
+        )
+        self.history = []
+        self.result = None
+        self.runner.start(
+            lambda: train_job(config, data, out, stop=lambda: self.runner.stop_requested),
+            self._on_done,
+            self._on_partial,
+            graceful_stop=True,
+        )
+
+    def _on_partial(self, report: Progress) -> None:
+        from ..plots import draw_training_curves
+
+        if isinstance(report.partial, dict) and report.partial.get("event") == "epoch":
+            self.history.append(report.partial)
+            draw_training_curves(self.figure, self.history)
+            self.canvas.draw_idle()
+
+    def _on_done(self, result: Any) -> None:
+        self.result = result
+        state = "stopped; resumable checkpoint" if result.cancelled else "done"
+        self.runner.status.value = f"{state}: {result.last}"
