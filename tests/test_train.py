@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_patchdx.data.dataset import BalancedPatchStream
+from napari_patchdx.data.dataset import BalancedPatchStream, PatchStream
 from napari_patchdx.data.sampling import BalancedSampler, PatchGeometry, SlideSource
 from napari_patchdx.data.synth_cxr import CXR_CLASSES, make_cxr_cohort
 from napari_patchdx.data.synth_wsi import make_wsi_cohort
@@ -30,7 +30,6 @@ from napari_patchdx.train import (
     TrainConfig,
     TrainData,
     TrainingError,
-    _DrawStream,
     available_devices,
     plan_stages,
     resolve_device,
@@ -183,13 +182,13 @@ def test_stream_is_the_balanced_patch_stream_on_one_rank(slide_sampler: Balanced
     train_sampler = BalancedSampler(
         [s for s in slide_sampler.sources if s.split == "train"], slide_sampler.geometry, seed=4
     )
-    ours = _DrawStream(train_sampler, 48, None, start=3, batch_size=2)
+    ours = PatchStream(train_sampler, None, patch_size=48, start=3, batch_size=2)
     reference = BalancedPatchStream(train_sampler, start=3, batch_size=2)
     for (x, y), (rx, ry) in zip(iter(ours), iter(reference), strict=False):
         assert torch.equal(x, rx) and torch.equal(y, ry)
         break
     # rank 1 of 2 reads global blocks 1, 3, ...: draws start + 2..3, then start + 6..7
-    rank1 = iter(_DrawStream(train_sampler, 48, None, start=3, batch_size=2, rank=1, world=2))
+    rank1 = iter(PatchStream(train_sampler, None, patch_size=48, start=3, batch_size=2, rank=1, world=2))
     labels = [next(rank1)[1].item() for _ in range(4)]
     assert labels == [float(train_sampler.draw(i)["label"]) for i in (5, 6, 9, 10)]
 

@@ -124,12 +124,12 @@ import pandas as pd
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import __version__
 from ._fsutil import atomic_path, atomic_write_text
 from .data.augment import cxr_eval_transforms, cxr_train_transforms, slide_train_transforms
-from .data.dataset import PatchReader, PatchTableDataset, _prepare, to_float
+from .data.dataset import PatchStream, PatchTableDataset, to_float
 from .data.sampling import (
     SPLITS,
     BalancedSampler,
@@ -138,10 +138,11 @@ from .data.sampling import (
     SlideSource,
     assign_splits,
     load_cxr_cohort,
+    read_cohort_labels,
     read_patch_table,
     write_patch_table,
 )
-from .errors import ConfigError, InputFileError, PatchdxError
+from .errors import ConfigError, PatchdxError
 from .models import (
     ARCHITECTURES,
     MIN_INPUT_SIZE,
@@ -544,61 +545,6 @@ class TrainData:
 # ===============================================================================================================
 
 
-class _DrawStream(IterableDataset):
-    """Endless patches from a sampler's ``draw(i)``, sharded over DDP ranks and DataLoader workers.
-
-    Rank ``r`` of ``world`` yields its local batch ``k`` as global block ``k * world + r``: draws
-    ``start + (k * world + r) * batch_size ...``; DataLoader worker ``w`` of ``W`` yields the rank's blocks
-    ``w, w + W, ...`` (the loader takes batches from its workers in turn, so the order does not depend on ``W``).
-    With one rank this is exactly :class:`~napari_patchdx.data.dataset.BalancedPatchStream`'s order and
-    augmentation (generator ``[sampler.seed, 1, i]`` for draw ``i``), extended to multi-label targets
-    (``label_<class>`` columns of the X-ray lesion sampler).
-    """
-
-    def __init__(
-        self,
-        sampler: BalancedSampler | CxrLesionSampler,
-        patch_size: int,
-        transforms: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None,
-        *,
-        start: int = 0,
-        batch_size: int = 1,
-        rank: int = 0,
-        world: int = 1,
-        classes: Sequence[str] | None = None,
-        mpp: Mapping[str, float] | None = None,
-    ) -> None:
-        self.sampler = sampler
-        self.reader = PatchReader(patch_size, dict(mpp or {}))
-        self.transforms = transforms
-        self.start = int(start)
-        self.batch_size = int(batch_size)
-        self.rank = int(rank)
-        self.world = int(world)
-        self.label_columns = None if classes is None else [f"label_{c}" for c in classes]
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        info = get_worker_info()
-        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        block = worker
-        while True:
-            first = self.start + (block * self.world + self.rank) * self.batch_size
-            for index in range(first, first + self.batch_size):
-                yield self.item(index)
-            block += workers
-
-    def item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``index`` as ``(image CHW, target (C,))``."""
-        row = self.sampler.draw(index)
-        patch = self.reader.read(row["slide"], row["x"], row["y"], row["level"], row["size"])
-        rng = np.random.default_rng([self.sampler.seed, 1, index])
-        if self.label_columns is None:
-            target = torch.tensor([float(row["label"])])
-        else:
-            target = torch.tensor([float(row[c]) for c in self.label_columns])
-        return _prepare(patch, self.transforms, rng), target
-
-
 def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
     """A float32 grey image resized bilinearly (PIL, antialiased when shrinking) to ``size`` x ``size``."""
     from PIL import Image
@@ -822,18 +768,8 @@ def _cxr_images(config: TrainConfig, data: TrainData) -> tuple[pd.DataFrame, tup
     """The cohort's images: columns image, path, split and one 0/1 column per class; classes; auto split; files."""
     root = Path(data.cxr_root)  # type: ignore[arg-type]
     labels_csv = root / "labels.csv"
-    if not labels_csv.is_file():
-        raise InputFileError(labels_csv, "no such file (a chest X-ray cohort needs labels.csv)")
-    table = pd.read_csv(labels_csv)
-    for col in ("image", "png"):
-        if col not in table.columns:
-            raise InputFileError(labels_csv, f"missing column {col!r}")
-    classes = tuple(str(c) for c in table.columns if c not in ("image", "png", "dcm", "split"))
-    if not classes:
-        raise InputFileError(labels_csv, "has no class columns besides image, png, dcm and split")
+    table, classes = read_cohort_labels(root)
     values = table[list(classes)]
-    if values.isna().any().any() or not values.isin([0, 1]).all().all():
-        raise InputFileError(labels_csv, f"class columns {list(classes)} must hold 0 or 1 in every row")
     ids = table["image"].astype(str).tolist()
     auto = False
     if data.splits is not None:
@@ -1465,10 +1401,10 @@ class _Trainer:
         key = (c.seed, stage_index + 1, epoch)
         if train_set is None:
             transforms = slide_train_transforms() if c.track == "slide" else cxr_train_transforms()
-            stream = _DrawStream(
-                inputs.train_stream,  # type: ignore[arg-type]
-                inputs.patch_size,
+            stream = PatchStream(
+                inputs.train_stream,
                 transforms,
+                patch_size=inputs.patch_size,
                 start=self.run.position.draws,
                 batch_size=c.batch_size,
                 rank=d.rank,

@@ -1,8 +1,8 @@
 """Torch datasets that read patches lazily and augment them.
 
 * :class:`PatchTableDataset` — map-style over a patch table (slides or X-rays).
-* :class:`BalancedPatchStream` — an endless iterable over a :class:`~napari_patchdx.data.sampling.BalancedSampler`
-  that shards draws across DataLoader workers and can start at any draw index (resume).
+* :class:`PatchStream` — an endless iterable over a sampler's draws (Liu's balanced sampler or the X-ray lesion
+  sampler) that shards them across DDP ranks and DataLoader workers and can start at any draw index (resume).
 
 Files are opened lazily, once per process: a dataset pickles as its table and settings, and every DataLoader
 worker (fork or spawn) opens its own slide handles. Augmentation randomness for item ``i`` in epoch ``e`` comes
@@ -25,11 +25,10 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .._fsutil import atomic_path
 from ..io.slides import Slide, open_slide
-from .sampling import BalancedSampler
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
-__all__ = ["BalancedPatchStream", "PatchReader", "PatchTableDataset", "export_patch_images", "to_float"]
+__all__ = ["BalancedPatchStream", "PatchReader", "PatchStream", "PatchTableDataset", "export_patch_images", "to_float"]
 
 
 class PatchReader:
@@ -186,45 +185,66 @@ class PatchTableDataset(Dataset):
         return _prepare(patch, self.transforms, rng), torch.from_numpy(self._targets[index].copy())
 
 
-class BalancedPatchStream(IterableDataset):
-    """Endless balanced patches from a :class:`BalancedSampler`, sharded across DataLoader workers.
+class PatchStream(IterableDataset):
+    """Endless patches from a sampler's ``draw(i)`` (Liu's balanced sampler or the X-ray lesion sampler).
 
-    Draws are handed out in blocks of ``batch_size`` (give the DataLoader the same batch size): worker ``w`` of
-    ``W`` yields blocks ``w, w + W, ...``, and since the DataLoader takes batches from its workers in turn, batch
-    ``k`` holds exactly draws ``start + k * batch_size ...``. ``start`` resumes a stream after ``start`` patches
-    were consumed. Items are ``(image, target)`` as in :class:`PatchTableDataset`.
+    Draws are handed out in blocks of ``batch_size`` (give the DataLoader the same batch size). DDP rank ``r`` of
+    ``world`` reads global blocks ``r, r + world, ...``, and DataLoader worker ``w`` of ``W`` yields every ``W``-th of
+    the rank's blocks; since the DataLoader takes batches from its workers in turn, the rank's batch ``k`` holds
+    exactly draws ``start + (k * world + r) * batch_size ...``, whatever ``W`` is. ``start`` resumes a stream after
+    ``start`` draws were consumed. Augmentation of draw ``i`` uses generator ``[sampler.seed, 1, i]``.
+
+    Items are ``(image, target)`` as in :class:`PatchTableDataset`; targets are the ``label_<class>`` columns of
+    ``classes`` when given (multi-label X-ray patches), else ``[label]``.
     """
 
     def __init__(
         self,
-        sampler: BalancedSampler,
+        sampler: Any,
         transforms: Transform | None = None,
+        *,
         start: int = 0,
         batch_size: int = 1,
+        patch_size: int | None = None,
+        rank: int = 0,
+        world: int = 1,
+        classes: Sequence[str] | None = None,
         mpp: dict[str, float] | None = None,
     ) -> None:
         self.sampler = sampler
-        self.reader = PatchReader(sampler.geometry.patch_size, mpp)
+        size = patch_size if patch_size is not None else sampler.geometry.patch_size
+        self.reader = PatchReader(size, dict(mpp or {}))
         self.transforms = transforms
         self.start = int(start)
         self.batch_size = int(batch_size)
+        self.rank = int(rank)
+        self.world = int(world)
+        self.label_columns = None if classes is None else [f"label_{c}" for c in classes]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         block = worker
         while True:
-            first = self.start + block * self.batch_size
+            first = self.start + (block * self.world + self.rank) * self.batch_size
             for index in range(first, first + self.batch_size):
                 yield self.item(index)
             block += workers
 
     def item(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``index`` of the sampler as ``(image, target)``."""
+        """Draw ``index`` of the sampler as ``(image CHW, target (C,))``."""
         row = self.sampler.draw(index)
         patch = self.reader.read(row["slide"], row["x"], row["y"], row["level"], row["size"])
         rng = np.random.default_rng([self.sampler.seed, 1, index])
-        return _prepare(patch, self.transforms, rng), torch.tensor([float(row["label"])])
+        if self.label_columns is None:
+            target = torch.tensor([float(row["label"])])
+        else:
+            target = torch.tensor([float(row[c]) for c in self.label_columns])
+        return _prepare(patch, self.transforms, rng), target
+
+
+#: The stream over Liu et al.'s balanced sampler (one rank, binary targets) is the general stream.
+BalancedPatchStream = PatchStream
 
 
 def export_patch_images(

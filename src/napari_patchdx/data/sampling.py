@@ -49,6 +49,7 @@ __all__ = [
     "assign_splits",
     "grid_table",
     "load_cxr_cohort",
+    "read_cohort_labels",
     "read_patch_table",
     "sample_cxr_job",
     "sample_slides_job",
@@ -404,6 +405,27 @@ class CxrSource:
     split: str = "train"
 
 
+def read_cohort_labels(root: str | os.PathLike[str]) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """A chest X-ray cohort's ``labels.csv`` (image, png, optional dcm / split, one 0/1 column per class), checked.
+
+    Returns the table and the class names (every column besides image, png, dcm and split, in file order).
+    """
+    labels_csv = Path(root) / "labels.csv"
+    if not labels_csv.is_file():
+        raise InputFileError(labels_csv, "no such file (a chest X-ray cohort needs labels.csv)")
+    table = pd.read_csv(labels_csv)
+    for col in ("image", "png"):
+        if col not in table.columns:
+            raise InputFileError(labels_csv, f"missing column {col!r}")
+    classes = tuple(str(c) for c in table.columns if c not in ("image", "png", "dcm", "split"))
+    if not classes:
+        raise InputFileError(labels_csv, "has no class columns besides image, png, dcm and split")
+    values = table[list(classes)]
+    if values.isna().any().any() or not values.isin([0, 1]).all().all():
+        raise InputFileError(labels_csv, f"class columns {list(classes)} must hold 0 or 1 in every row")
+    return table, classes
+
+
 def load_cxr_cohort(root: str | os.PathLike[str], splits: Mapping[str, str] | None = None) -> list[CxrSource]:
     """Sources for a cohort laid out like :func:`napari_patchdx.data.synth_cxr.make_cxr_cohort` writes it.
 
@@ -414,14 +436,7 @@ def load_cxr_cohort(root: str | os.PathLike[str], splits: Mapping[str, str] | No
     from PIL import Image
 
     root = Path(root)
-    labels_csv = root / "labels.csv"
-    if not labels_csv.is_file():
-        raise InputFileError(labels_csv, "no such file (a chest X-ray cohort needs labels.csv)")
-    table = pd.read_csv(labels_csv)
-    for col in ("image", "png"):
-        if col not in table.columns:
-            raise InputFileError(labels_csv, f"missing column {col!r}")
-    classes = tuple(c for c in table.columns if c not in ("image", "png", "dcm", "split"))
+    table, classes = read_cohort_labels(root)
     boxes = _lesion_boxes(root / "lesions.csv", classes)
     sources = []
     for row in table.itertuples(index=False):
