@@ -7,13 +7,14 @@ byte-identical until the new content is fully on disk.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask", "sha256_file"]
 
 
 def current_umask() -> int:
@@ -80,3 +81,12 @@ def atomic_write_text(path: str | os.PathLike[str], write: str | Callable[[TextI
         else:
             write(fh)
     return Path(path)
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -51,7 +51,6 @@ import dataclasses
 import datetime as _dt
 import enum
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -69,7 +68,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from ._fsutil import atomic_path
+from ._fsutil import atomic_path, sha256_file
 from .errors import ConfigError, InputFileError
 
 __all__ = [
@@ -623,14 +622,6 @@ def checkpoint_paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return sidecar.with_suffix(".safetensors"), sidecar
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file, on the CPU (no pickle involved)."""
     from safetensors import SafetensorError
@@ -696,7 +687,7 @@ def _read_checkpoint_weights(sidecar: Path, meta: Mapping[str, Any]) -> dict[str
     weights = sidecar.with_suffix(".safetensors")
     if not weights.is_file():
         raise InputFileError(weights, f"weights file of checkpoint {sidecar.name} not found")
-    actual = _sha256(weights)
+    actual = sha256_file(weights)
     if actual != meta["weights_sha256"]:
         raise InputFileError(
             weights,
@@ -969,7 +960,7 @@ def save_checkpoint(
     weights_tmp = weights_cm.__enter__()
     try:
         save_file(tensors, str(weights_tmp), metadata=header)
-        text = json.dumps(_sidecar_dict(net, meta, weights_path.name, _sha256(weights_tmp)), indent=2) + "\n"
+        text = json.dumps(_sidecar_dict(net, meta, weights_path.name, sha256_file(weights_tmp)), indent=2) + "\n"
         sidecar_cm = atomic_path(sidecar_path, overwrite=overwrite)
         sidecar_tmp = sidecar_cm.__enter__()
         try:

@@ -127,7 +127,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import __version__
-from ._fsutil import atomic_path, atomic_write_text
+from ._fsutil import atomic_path, atomic_write_text, sha256_file
 from .data.augment import cxr_eval_transforms, cxr_train_transforms, slide_train_transforms
 from .data.dataset import PatchStream, PatchTableDataset, to_float
 from .data.sampling import (
@@ -1094,14 +1094,6 @@ class _RunState:
     seq: int = 0
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _json_safe(value: Any) -> Any:
     """NaN / inf -> None, tuples -> lists, numpy scalars -> Python (JSON-ready, strict)."""
     if isinstance(value, float | np.floating):
@@ -1164,7 +1156,7 @@ def _write_resume_state(out: Path, seq: int, payload: dict[str, Any], tensors: d
     tensors_path = folder / f"{stem}.safetensors"
     with atomic_path(tensors_path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": STATE_FORMAT})
-    payload = dict(payload, seq=seq, tensors=tensors_path.name, tensors_sha256=_sha256_file(tensors_path))
+    payload = dict(payload, seq=seq, tensors=tensors_path.name, tensors_sha256=sha256_file(tensors_path))
     atomic_write_text(folder / f"{stem}.json", json.dumps(_json_safe(payload), allow_nan=False) + "\n")
     position = payload["position"]
     pointer = {
@@ -1214,7 +1206,7 @@ def _read_resume_state(out: Path) -> tuple[dict[str, Any], dict[str, torch.Tenso
             if payload.get("format") != STATE_FORMAT or int(payload.get("version", 0)) > STATE_VERSION:
                 raise ValueError("not a resume state of this version")
             tensors_path = path.with_name(payload["tensors"])
-            if _sha256_file(tensors_path) != payload["tensors_sha256"]:
+            if sha256_file(tensors_path) != payload["tensors_sha256"]:
                 raise ValueError("tensors do not match their sha256")
             tensors = load_file(str(tensors_path))
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -1677,7 +1669,7 @@ def _input_record(files: Sequence[Path]) -> list[dict[str, Any]]:
             continue
         entry["size"] = size
         if size <= _HASH_LIMIT and path.is_file():
-            entry["sha256"] = _sha256_file(path)
+            entry["sha256"] = sha256_file(path)
         out.append(entry)
     return out
 
