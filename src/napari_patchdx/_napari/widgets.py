@@ -369,6 +369,9 @@ class TrainWidget(Container):
         """Start training in a worker; curves update after every epoch."""
         from ..train import TrainConfig, train_job
 
+        if str(self.source.value) == "slides in the viewer" and len(self.slides.value) < 2:
+            show_info("napari-patchdx: choose at least two slides (a quarter of them is held out for validation)")
+            return
         track, data = self._data()
         out = Path(str(self.out_dir.value))
         if str(self.out_dir.value) in ("", "."):
