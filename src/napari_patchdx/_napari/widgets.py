@@ -152,7 +152,13 @@ class SamplePatchesWidget(Container):
         return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
 
     def _truth_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Shapes)]
+        """Shapes layers that can hold annotations (not the patch boxes this widget draws)."""
+        return [
+            layer.name
+            for layer in self.viewer.layers
+            if isinstance(layer, napari.layers.Shapes)
+            and layer.metadata.get("patchdx", {}).get("kind") not in ("patches", "boxes")
+        ]
 
     def _refresh(self, _: Any = None) -> None:
         self.slides.reset_choices()
