@@ -7,8 +7,8 @@ optimizer steps (the trainer's budget rule: the baseline runs ``2 * epochs`` who
 
 Run: .venv/bin/python benchmarks/curriculum.py [--seeds 3] [--epochs 4] [--images 120] [--size 256]
 Prints a table (mean and spread over seeds) and, as its last line, one JSON object with ``curriculum_auroc``,
-``baseline_auroc``, ``curriculum_epochs_to_target`` and ``baseline_epochs_to_target`` (means over the seeds that reached the target;
-null when none did — the table says how many did).
+``baseline_auroc``, ``curriculum_epochs_to_target`` and ``baseline_epochs_to_target`` (means over the seeds that
+reached the target; null when none did — the table says how many did).
 """
 
 from __future__ import annotations
