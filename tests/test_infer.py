@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from napari_patchdx.data.augment import ORIENTATIONS, orient_torch
-from napari_patchdx.data.dataset import _resize
+from napari_patchdx.data.dataset import resize_patch
 from napari_patchdx.data.sampling import PatchGeometry, SlideSource, grid_table
 from napari_patchdx.data.synth_wsi import make_slide
 from napari_patchdx.data.tissue import TissueMask, detect_tissue
@@ -108,7 +108,7 @@ def test_band_patches_equal_read_region_and_tiles_decode_once(synth, tmp_path, p
         row = table.iloc[i]
         patch = reference.read_region(int(row.y), int(row.x), read_size, read_size, level)
         if read_size != PATCH:
-            patch = _resize(patch, PATCH)
+            patch = resize_patch(patch, PATCH)
         np.testing.assert_array_equal(seen[i], patch)
     # every tile is decoded at most once, and every tile a patch touches was decoded
     assert max(decoded.values()) == 1

@@ -50,7 +50,7 @@ from torch import nn
 
 from ._fsutil import atomic_path, atomic_write_text
 from .data.augment import ORIENTATIONS, cxr_eval_transforms, orient_torch, transform_from_dict
-from .data.dataset import _resize, to_float
+from .data.dataset import resize_patch, resize_square, to_float
 from .data.sampling import PatchGeometry, SlideSource, grid_table
 from .data.tissue import TissueConfig, TissueMask, detect_tissue
 from .errors import ConfigError
@@ -292,7 +292,7 @@ class _BandReader:
         patches = np.empty((int(ok.sum()), self.patch_size, self.patch_size, 3), dtype=np.uint8)
         for i, (y, x) in enumerate(zip(ys[ok], xs[ok], strict=True)):
             patch = buf[y : y + rs, x : x + rs]
-            patches[i] = patch if rs == self.patch_size else _resize(np.ascontiguousarray(patch), self.patch_size)
+            patches[i] = patch if rs == self.patch_size else resize_patch(np.ascontiguousarray(patch), self.patch_size)
         return _BandData(band, patches, ok, errors)
 
 
@@ -605,16 +605,6 @@ def _heatmap(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """As :class:`napari_patchdx.train.WholeImageDataset`: PIL bilinear to ``size`` x ``size``, float32."""
-    from PIL import Image
-
-    if image.shape == (size, size):
-        return image.astype(np.float32, copy=False)
-    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
-
-
 def _cxr_transform(meta: dict[str, Any]) -> Callable[[np.ndarray], np.ndarray]:
     norm = meta.get("normalization") or {"mode": "standardize"}
     mode = norm.get("mode")
@@ -657,7 +647,7 @@ def cxr_predict(
             image = read_cxr(source).image.astype(np.float32, copy=False)
         if image.ndim != 2:
             raise ConfigError(f"chest X-rays are 2-D grey images, got shape {image.shape}")
-        x = torch.from_numpy(np.ascontiguousarray(transform(_resize_square(image, size))))[None, None].to(device)
+        x = torch.from_numpy(np.ascontiguousarray(transform(resize_square(image, size))))[None, None].to(device)
         cam = model.cam(x).float()
         probs = torch.sigmoid(cam.mean(dim=(2, 3)))[0]
         native = F.interpolate(cam, size=image.shape, mode="bilinear", align_corners=False)[0]

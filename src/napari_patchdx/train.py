@@ -129,7 +129,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import __version__
 from ._fsutil import atomic_path, atomic_write_text, sha256_file
 from .data.augment import cxr_eval_transforms, cxr_train_transforms, slide_train_transforms
-from .data.dataset import PatchStream, PatchTableDataset, to_float
+from .data.dataset import PatchStream, PatchTableDataset, resize_square, to_float
 from .data.sampling import (
     SPLITS,
     BalancedSampler,
@@ -545,16 +545,6 @@ class TrainData:
 # ===============================================================================================================
 
 
-def _resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """A float32 grey image resized bilinearly (PIL, antialiased when shrinking) to ``size`` x ``size``."""
-    from PIL import Image
-
-    if image.shape == (size, size):
-        return image.astype(np.float32, copy=False)
-    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
-    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
-
-
 class WholeImageDataset(Dataset):
     """Whole chest X-rays: item ``i`` is ``(image (1, size, size) float32, target (C,) float32)``.
 
@@ -603,7 +593,7 @@ class WholeImageDataset(Dataset):
             self._cache, self._pid = OrderedDict(), os.getpid()
         cached = self._cache.get(index)
         if cached is None:
-            cached = _resize_square(read_cxr(self.paths[index]).image, self.size)
+            cached = resize_square(read_cxr(self.paths[index]).image, self.size)
             self._cache[index] = cached
             while len(self._cache) > self.cache_items:
                 self._cache.popitem(last=False)

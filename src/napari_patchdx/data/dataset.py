@@ -28,7 +28,16 @@ from ..io.slides import Slide, open_slide
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
-__all__ = ["BalancedPatchStream", "PatchReader", "PatchStream", "PatchTableDataset", "export_patch_images", "to_float"]
+__all__ = [
+    "BalancedPatchStream",
+    "PatchReader",
+    "PatchStream",
+    "PatchTableDataset",
+    "export_patch_images",
+    "resize_patch",
+    "resize_square",
+    "to_float",
+]
 
 
 class PatchReader:
@@ -76,7 +85,7 @@ class PatchReader:
         else:
             patch = _crop(handle, int(y), int(x), int(size))
         if patch.shape[0] != self.patch_size:
-            patch = _resize(patch, self.patch_size)
+            patch = resize_patch(patch, self.patch_size)
         return patch
 
 
@@ -100,7 +109,8 @@ def _crop(image: np.ndarray, y: int, x: int, size: int) -> np.ndarray:
     return out
 
 
-def _resize(patch: np.ndarray, size: int) -> np.ndarray:
+def resize_patch(patch: np.ndarray, size: int) -> np.ndarray:
+    """A square read window resized to ``size`` x ``size``: area averaging when shrinking, bilinear when enlarging."""
     if patch.dtype == np.uint8:
         img = Image.fromarray(patch)
         method = Image.Resampling.BOX if patch.shape[0] > size else Image.Resampling.BILINEAR
@@ -108,6 +118,14 @@ def _resize(patch: np.ndarray, size: int) -> np.ndarray:
     img = Image.fromarray(patch.astype(np.float32), mode="F")
     method = Image.Resampling.BOX if patch.shape[0] > size else Image.Resampling.BILINEAR
     return np.asarray(img.resize((size, size), method), dtype=np.float32)
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """A whole float grey image (e.g. a chest X-ray) resized bilinearly (PIL) to ``size`` x ``size``, float32."""
+    if image.shape == (size, size):
+        return image.astype(np.float32, copy=False)
+    img = Image.fromarray(np.ascontiguousarray(image, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
 def _prepare(patch: np.ndarray, transforms: Transform | None, rng: np.random.Generator) -> torch.Tensor:
