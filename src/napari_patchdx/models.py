@@ -406,6 +406,18 @@ def _examples(keys: Sequence[str], n: int = 4) -> str:
     return shown + (f", ... ({len(keys)} in all)" if len(keys) > n else "")
 
 
+def _key_mismatch(missing: Sequence[str], unexpected: Sequence[str], wrong_shape: Sequence[str]) -> str:
+    """'N missing (a, b, ...); M unexpected (...); K of another shape (...)' for a state-dict mismatch."""
+    details = []
+    if missing:
+        details.append(f"{len(missing)} missing ({_examples(missing)})")
+    if unexpected:
+        details.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
+    if wrong_shape:
+        details.append(f"{len(wrong_shape)} of another shape ({_examples(wrong_shape, 3)})")
+    return "; ".join(details)
+
+
 def _short_error(exc: BaseException, limit: int = 300) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -550,14 +562,7 @@ def load_pretrained(model: PatchdxNet, path: str | os.PathLike[str]) -> Pretrain
             what = f"has {len(mapped)} tensors of an unknown architecture but this is {model.arch}"
         else:
             what = f"does not fit this {model.arch} with {model.in_channels} input channels"
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing ({_examples(missing)})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
-        if wrong_shape:
-            details.append(f"{len(wrong_shape)} of another shape ({_examples(wrong_shape, 3)})")
-        raise InputFileError(path, f"{what}: {'; '.join(details)}")
+        raise InputFileError(path, f"{what}: {_key_mismatch(missing, unexpected, wrong_shape)}")
     reinitialized: list[str] = []
     for key in _HEAD_KEYS:
         if key not in target:
@@ -765,19 +770,12 @@ def load_checkpoint(
         if k in state and state[k].shape != v.shape
     ]
     if missing or unexpected or wrong:
-        details = []
-        if missing:
-            details.append(f"{len(missing)} missing ({_examples(missing)})")
-        if unexpected:
-            details.append(f"{len(unexpected)} unexpected ({_examples(unexpected)})")
-        if wrong:
-            details.append(f"{len(wrong)} of another shape ({_examples(wrong, 3)})")
         detected = _detect_arch(list(state))
         found = f" (they look like {detected})" if detected not in (None, meta["arch"]) else ""
         raise InputFileError(
             weights,
             f"tensors do not fit the {meta['arch']} with {meta['num_classes']} classes and {meta['in_channels']} "
-            f"input channels that {sidecar.name} describes{found}: {'; '.join(details)}",
+            f"input channels that {sidecar.name} describes{found}: {_key_mismatch(missing, unexpected, wrong)}",
         )
     state = {k: v if v.dtype == target[k].dtype else v.to(target[k].dtype) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
