@@ -128,3 +128,13 @@ def test_points_only_geojson_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text('{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, "properties": {}}')
     with pytest.warns(UserWarning), pytest.raises(InputFileError, match=r"points\.geojson.*no polygon"):
         read([path], stack=False, plugin_name="napari-patchdx")
+
+
+def test_slides_in_folder_pairs_ground_truth(wsi_cohort) -> None:
+    from napari_patchdx.io.detect import slides_in_folder
+
+    pairs = slides_in_folder(wsi_cohort.root)
+    assert sorted(p.name for p, _ in pairs) == sorted(s.path.name for s in wsi_cohort.slides)
+    truth = {p.stem: a for p, a in pairs}
+    for s in wsi_cohort.slides:
+        assert truth[s.path.stem] == (s.path.with_suffix(".xml") if s.label == "tumor" else None)

@@ -23,7 +23,7 @@ from .errors import InputFileError
 from .geometry import napari_transform, vector_transform
 from .io.annotations import AnnotationSet, read_annotations, to_layer_data
 from .io.cxr import CxrImage, read_cxr
-from .io.detect import SLIDE_SUFFIXES, TIFF_SUFFIXES, detect_kind
+from .io.detect import SLIDE_SUFFIXES, TIFF_SUFFIXES, annotations_beside, detect_kind
 from .io.slides import Slide, open_slide
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -171,17 +171,14 @@ def slide_file_layers(path: Path) -> list[LayerData]:
     """A multiscale slide layer plus, when ``<stem>.xml`` / ``<stem>.geojson`` sits beside it, its ground truth."""
     slide = open_slide(path)
     layers = [slide_layer(slide)]
-    for suffix in (".xml", ".geojson"):
-        ann_path = path.with_suffix(suffix)
-        if not ann_path.is_file():
-            continue
+    ann_path = annotations_beside(path)
+    if ann_path is not None:
         try:
             annotations = read_annotations(ann_path).clip(*slide.shape)
         except Exception as exc:  # a broken annotation file must not hide the slide
             warnings.warn(f"{ann_path}: ground truth not shown: {exc}", UserWarning, stacklevel=2)
-            continue
-        layers.append(annotation_layer(annotations, slide.mpp, name=f"{path.stem} ground truth"))
-        break
+        else:
+            layers.append(annotation_layer(annotations, slide.mpp, name=f"{path.stem} ground truth"))
     return layers
 
 

@@ -22,7 +22,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..io.annotations import AnnotationSet
-from ..io.detect import SLIDE_SUFFIXES, TIFF_SUFFIXES
+from ..io.detect import annotations_beside, slides_in_folder
 from ..layers import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
 from .viewer import add_layers
@@ -169,13 +169,7 @@ class SamplePatchesWidget(Container):
         pairs: list[tuple[Path, Path | AnnotationSet | None]] = []
         folder = Path(str(self.folder.value)) if str(self.folder.value) not in ("", ".") else None
         if folder is not None and folder.is_dir():
-            for path in sorted(folder.iterdir()):
-                if path.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES:
-                    beside = next(
-                        (path.with_suffix(s) for s in (".xml", ".geojson") if path.with_suffix(s).is_file()), None
-                    )
-                    pairs.append((path, beside))
-            return pairs
+            return list(slides_in_folder(folder))
         truths = [self.viewer.layers[name] for name in self.truth.value]
         for name in self.slides.value:
             layer = self.viewer.layers[name]
@@ -188,10 +182,7 @@ class SamplePatchesWidget(Container):
                 annotations = shapes_to_annotations(shapes.data, shapes.as_layer_data_tuple()[1])
                 pairs.append((path, annotations))
             else:
-                beside = next(
-                    (path.with_suffix(s) for s in (".xml", ".geojson") if path.with_suffix(s).is_file()), None
-                )
-                pairs.append((path, beside))
+                pairs.append((path, annotations_beside(path)))
         return pairs
 
     def _cxr_folder(self) -> Path | None:
@@ -364,8 +355,7 @@ class TrainWidget(Container):
         slides = []
         for name in self.slides.value:
             path = Path(self.viewer.layers[name].metadata["patchdx"]["path"])
-            beside = next((path.with_suffix(s) for s in (".xml", ".geojson") if path.with_suffix(s).is_file()), None)
-            slides.append((path, beside))
+            slides.append((path, annotations_beside(path)))
         from ..data.sampling import assign_splits
 
         splits = assign_splits([p.stem for p, _ in slides], (0.75, 0.25, 0.0), seed=0) if len(slides) > 1 else {}

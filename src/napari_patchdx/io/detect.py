@@ -42,3 +42,18 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
     except Exception:
         return None
     return None
+
+
+def annotations_beside(slide: str | os.PathLike[str]) -> Path | None:
+    """The ground truth that sits beside a slide: ``<stem>.xml``, else ``<stem>.geojson``, else None."""
+    path = Path(slide)
+    return next((path.with_suffix(s) for s in (".xml", ".geojson") if path.with_suffix(s).is_file()), None)
+
+
+def slides_in_folder(folder: str | os.PathLike[str]) -> list[tuple[Path, Path | None]]:
+    """Every slide in ``folder`` (by suffix; ``.tif`` only when it is a slide by content) with its ground truth."""
+    return [
+        (p, annotations_beside(p))
+        for p in sorted(Path(folder).iterdir())
+        if p.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES and detect_kind(p) == "slide"
+    ]
