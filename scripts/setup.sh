@@ -46,7 +46,7 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing napari-patchdx and its dependencies into .venv (first time: several minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test,docs,bench]"
   echo "$want" > "$stamp"
 fi
 echo "setup: ready ($(.venv/bin/python --version), napari-patchdx $(.venv/bin/python -c 'import napari_patchdx; print(napari_patchdx.__version__)'))"

@@ -55,6 +55,7 @@ from .data.sampling import PatchGeometry, SlideSource, grid_table
 from .data.tissue import TissueConfig, TissueMask, detect_tissue
 from .errors import ConfigError
 from .geometry import Grid
+from .io.ometiff import read_float_image, write_float_image
 from .io.slides import Slide, TileReadError, open_slide
 from .progress import Job, Progress
 
@@ -70,7 +71,6 @@ __all__ = [
 
 HEATMAP_FORMAT = "napari-patchdx-heatmap"
 HEATMAP_VERSION = 1
-_PYRAMID_MIN = 2048  # heatmaps larger than this (either side) get reduced levels in the OME-TIFF
 
 ModelSpec = tuple[nn.Module, dict[str, Any]]
 
@@ -325,50 +325,19 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def read_heatmap(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid, dict[str, Any]]:
     """A written heatmap (``.heatmap.ome.tif``): float32 (rows, cols), its grid, and its sidecar dict."""
-    import tifffile
-
     path = Path(path)
     name = path.name[: -len(".ome.tif")] if path.name.endswith(".ome.tif") else path.stem
     sidecar = _read_json(path.with_name(f"{name}.json"))
     if sidecar is None or "grid" not in sidecar:
         raise ConfigError(f"{path}: heatmap sidecar {name}.json is missing or unreadable")
-    heatmap = np.asarray(tifffile.imread(path, level=0), dtype=np.float32)
+    heatmap = read_float_image(path)
     return heatmap, Grid.from_dict(sidecar["grid"]), sidecar
 
 
-def _nan_reduce(image: np.ndarray) -> np.ndarray:
-    """Half-size NaN-aware mean of 2 x 2 blocks (edge blocks may be partial)."""
-    h, w = image.shape
-    pad = np.full((h + h % 2, w + w % 2), np.nan, dtype=np.float32)
-    pad[:h, :w] = image
-    blocks = pad.reshape(pad.shape[0] // 2, 2, pad.shape[1] // 2, 2)
-    valid = np.isfinite(blocks)
-    count = valid.sum(axis=(1, 3))
-    total = np.where(valid, blocks, 0).sum(axis=(1, 3))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan).astype(np.float32)
-
-
 def _write_heatmap(path: Path, heatmap: np.ndarray, grid: Grid) -> None:
-    """float32 OME-TIFF, with reduced levels as SubIFDs when larger than ``_PYRAMID_MIN``."""
-    import tifffile
-
-    levels = [heatmap.astype(np.float32, copy=False)]
-    while max(levels[-1].shape) > _PYRAMID_MIN:
-        levels.append(_nan_reduce(levels[-1]))
-    metadata: dict[str, Any] = {"axes": "YX", "Name": path.name}
-    if grid.mpp is not None:
-        metadata.update(
-            PhysicalSizeY=grid.spacing[0] * grid.mpp,
-            PhysicalSizeX=grid.spacing[1] * grid.mpp,
-            PhysicalSizeYUnit="µm",
-            PhysicalSizeXUnit="µm",
-        )
-    tiled = {"tile": (256, 256)} if max(heatmap.shape) > 256 else {}
-    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, ome=True) as tw:
-        tw.write(levels[0], subifds=len(levels) - 1, metadata=metadata, compression="zlib", **tiled)
-        for lv in levels[1:]:
-            tw.write(lv, subfiletype=1, compression="zlib", **tiled)
+    """float32 OME-TIFF, pyramidal when large, with the cell size in micrometres when the slide's mpp is known."""
+    size = (grid.spacing[0] * grid.mpp, grid.spacing[1] * grid.mpp) if grid.mpp is not None else None
+    write_float_image(path, heatmap, pixel_size_um=size)
 
 
 # ---------------------------------------------------------------------------------------------------------------
