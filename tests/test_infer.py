@@ -329,3 +329,21 @@ def test_large_heatmap_is_written_pyramidal(tmp_path):
     back, saved, _ = read_heatmap(path)
     np.testing.assert_array_equal(back, heatmap)
     assert saved == grid
+
+
+def test_cxr_prediction_round_trips_through_ome_tiff(tmp_path):
+    from napari_patchdx.errors import InputFileError
+    from napari_patchdx.infer import CxrPrediction, read_cxr_prediction, save_cxr_prediction
+
+    rng = np.random.default_rng(3)
+    cams = rng.normal(size=(2, 40, 30)).astype(np.float32)
+    pred = CxrPrediction(("nodule", "mass"), np.array([0.25, 0.75], np.float32), cams, (40, 30), tmp_path / "x.dcm")
+    path = save_cxr_prediction(pred, tmp_path / "out")
+    assert path.name == "x.cam.ome.tif"
+    back = read_cxr_prediction(path)
+    assert back.classes == pred.classes and back.shape == (40, 30) and back.source == pred.source
+    np.testing.assert_array_equal(back.probabilities, pred.probabilities)
+    np.testing.assert_array_equal(back.cams, cams)
+    (tmp_path / "out" / "x.cam.json").write_text("{}")
+    with pytest.raises(InputFileError, match="x.cam.json"):
+        read_cxr_prediction(path)

@@ -53,7 +53,7 @@ from .data.augment import ORIENTATIONS, cxr_eval_transforms, orient_torch, trans
 from .data.dataset import resize_patch, resize_square, to_float
 from .data.sampling import PatchGeometry, SlideSource, grid_table
 from .data.tissue import TissueConfig, TissueMask, detect_tissue
-from .errors import ConfigError
+from .errors import ConfigError, InputFileError
 from .geometry import Grid
 from .io.ometiff import read_float_image, write_float_image
 from .io.slides import Slide, TileReadError, open_slide
@@ -62,10 +62,13 @@ from .progress import Job, Progress
 __all__ = [
     "CxrPrediction",
     "HeatmapResult",
+    "cam_paths",
     "cxr_predict",
     "heatmap_paths",
     "predict_patches",
+    "read_cxr_prediction",
     "read_heatmap",
+    "save_cxr_prediction",
     "slide_heatmap_job",
 ]
 
@@ -630,3 +633,61 @@ def cxr_predict(
             )
         )
     return out
+
+
+CAM_FORMAT = "napari-patchdx-cam"
+
+
+def cam_paths(out_dir: str | os.PathLike[str], image_name: str) -> dict[str, Path]:
+    """Where an X-ray's prediction lives: ``final`` (``<name>.cam.ome.tif``, the CAMs) and ``sidecar``
+    (``<name>.cam.json``: classes, probabilities, native shape, source)."""
+    out = Path(out_dir)
+    return {"final": out / f"{image_name}.cam.ome.tif", "sidecar": out / f"{image_name}.cam.json"}
+
+
+def save_cxr_prediction(prediction: CxrPrediction, out_dir: str | os.PathLike[str], name: str | None = None) -> Path:
+    """Write one X-ray's CAMs as a (class, Y, X) float32 OME-TIFF (channels named by class) and its probabilities
+    in the ``.cam.json`` sidecar; returns the OME-TIFF path. ``name`` defaults to the source file's stem."""
+    if name is None:
+        if prediction.source is None:
+            raise ConfigError("save_cxr_prediction: a prediction of an in-memory array needs name=")
+        name = prediction.source.name.split(".")[0]
+    paths = cam_paths(out_dir, name)
+    paths["final"].parent.mkdir(parents=True, exist_ok=True)
+    write_float_image(paths["final"], prediction.cams, channel_names=prediction.classes)
+    sidecar = {
+        "format": CAM_FORMAT,
+        "version": 1,
+        "classes": list(prediction.classes),
+        "probabilities": [float(p) for p in prediction.probabilities],
+        "shape": list(prediction.shape),
+        "source": str(prediction.source) if prediction.source is not None else None,
+        "values": "class activation maps in logit units, upsampled bilinearly to the native image (row, col)",
+    }
+    atomic_write_text(paths["sidecar"], json.dumps(sidecar, indent=1))
+    return paths["final"]
+
+
+def read_cxr_prediction(path: str | os.PathLike[str]) -> CxrPrediction:
+    """A prediction written by :func:`save_cxr_prediction` (its ``.cam.ome.tif`` or ``.cam.json``)."""
+    path = Path(path)
+    base = path.name
+    for suffix in (".cam.ome.tif", ".cam.json"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    paths = cam_paths(path.parent, base)
+    side = _read_json(paths["sidecar"])
+    if side is None or side.get("format") != CAM_FORMAT:
+        raise InputFileError(paths["sidecar"], "missing or not a napari-patchdx CAM sidecar")
+    cams = read_float_image(paths["final"])
+    classes = tuple(side["classes"])
+    if cams.ndim == 2:
+        cams = cams[None]
+    if cams.shape[0] != len(classes) or list(cams.shape[1:]) != list(side["shape"]):
+        raise InputFileError(
+            paths["final"],
+            f"CAM shape {cams.shape} does not match its sidecar ({len(classes)} classes, {side['shape']})",
+        )
+    source = Path(side["source"]) if side.get("source") else None
+    return CxrPrediction(classes, np.asarray(side["probabilities"], np.float32), cams, tuple(side["shape"]), source)
