@@ -26,6 +26,10 @@ class InputFileError(PatchdxError, ValueError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path is not None else problem)
 
+    def __reduce__(self) -> tuple[type, tuple[Path | None, str], dict]:
+        """Pickle as ``(path, problem)`` so the error survives a trip to and from a worker process."""
+        return type(self), (self.path, self.problem), self.__dict__
+
 
 class MissingMetadataError(InputFileError):
     """A value a step needs (e.g. microns per pixel) is not in the file and was not given."""
