@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import torch
 from npe2 import PluginManager, PluginManifest
 from npe2.io_utils import read, write
 
@@ -34,6 +36,7 @@ def test_manifest_validates_and_every_command_imports() -> None:
     assert {w.command for w in pm.contributions.writers} == {
         "napari-patchdx.write_asap_xml",
         "napari-patchdx.write_geojson",
+        "napari-patchdx.write_float_ometiff",
     }
     assert {s.key for s in pm.contributions.sample_data} == {"slide", "cxr"}
 
@@ -42,7 +45,10 @@ def test_get_reader_returns_none_and_never_raises(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "other.xml").write_text("<root><child/></root>")
     (tmp_path / "dir.tif").mkdir()
-    for candidate in ["notes.txt", "other.xml", "missing.svs", "missing.png", "dir.tif"]:
+    (tmp_path / "dir.heatmap.ome.tif").mkdir()
+    (tmp_path / "map.heatmap.json").write_text("{not json")
+    candidates = ["notes.txt", "other.xml", "missing.svs", "missing.png", "dir.tif", "missing.heatmap.ome.tif"]
+    for candidate in [*candidates, "dir.heatmap.ome.tif", "map.heatmap.json", "missing.cam.ome.tif"]:
         assert napari_get_reader(str(tmp_path / candidate)) is None, candidate
     assert napari_get_reader([str(tmp_path / "notes.txt"), str(tmp_path / "other.xml")]) is None
     assert napari_get_reader(123) is None  # type: ignore[arg-type]
@@ -138,3 +144,116 @@ def test_slides_in_folder_pairs_ground_truth(wsi_cohort) -> None:
     truth = {p.stem: a for p, a in pairs}
     for s in wsi_cohort.slides:
         assert truth[s.path.stem] == (s.path.with_suffix(".xml") if s.label == "tumor" else None)
+
+
+# ------------------------------------------------------------------------------------------ heatmaps and CAMs
+
+
+class _DarkCentre(torch.nn.Module):
+    """A cheap slide "model": a high logit where the patch centre is dark (no training, deterministic)."""
+
+    def forward(self, x):
+        c = x.shape[-1] // 4
+        return ((0.6 - x[:, :, c:-c, c:-c].mean(dim=(1, 2, 3))) * 20)[:, None]
+
+
+@pytest.fixture(scope="module")
+def heatmap_file(tmp_path_factory: pytest.TempPathFactory):
+    """A heatmap written by infer.slide_heatmap_job for a small synthetic slide (with NaN outside tissue)."""
+    from napari_patchdx.data.synth_wsi import make_slide
+    from napari_patchdx.infer import slide_heatmap_job
+    from napari_patchdx.progress import run_job
+
+    root = tmp_path_factory.mktemp("heat")
+    slide = make_slide(root / "tiny.tif", height=1024, width=1024, mpp=1.0, seed=2, tile=256, tumor=False)
+    meta = {"input_size": 32, "center_size": 32, "mpp": None, "classes": ["tumor"], "normalization": {"mode": "unit"}}
+    result = run_job(slide_heatmap_job(slide.path, (_DarkCentre(), meta), root / "infer", tta=False))
+    assert np.isnan(result.heatmap).any() and np.isfinite(result.heatmap).any()
+    return slide, result
+
+
+def test_heatmap_from_infer_opens_aligned_through_npe2(heatmap_file) -> None:
+    slide, result = heatmap_file
+    assert napari_get_reader(str(result.path)) is not None
+    [(data, kwargs, kind)] = read([result.path], stack=False, plugin_name="napari-patchdx")
+    assert kind == "image" and kwargs["name"] == "tiny heatmap"
+    np.testing.assert_array_equal(data, result.heatmap)
+    [(_, slide_kwargs, _)] = read([slide.path], stack=False, plugin_name="napari-patchdx")[:1]
+    # cell (r, c) centre == the slide layer's world coordinate of its level-0 block centre
+    step = result.grid.spacing[0]
+    for r, c in [(0, 0), (3, 11), (31, 31)]:
+        cell = np.array([r, c]) * kwargs["scale"] + kwargs["translate"]
+        block_centre = np.array([(r + 0.5) * step, (c + 0.5) * step])  # continuous level-0 (y, x)
+        slide_index = block_centre - 0.5  # slide layer data index whose pixel centre is that point
+        np.testing.assert_allclose(cell, slide_index * slide_kwargs["scale"] + slide_kwargs["translate"])
+
+
+def test_heatmap_writer_round_trip_through_npe2(heatmap_file, tmp_path: Path) -> None:
+    _, result = heatmap_file
+    layer = read([result.path], stack=False, plugin_name="napari-patchdx")[0]
+    written = write(tmp_path / "saved.ome.tif", [layer], plugin_name="napari-patchdx")
+    assert [Path(p).name for p in written] == ["saved.ome.tif", "saved.json"]
+    side = json.loads((tmp_path / "saved.json").read_text())
+    assert side["format"] == "napari-patchdx-heatmap" and side["grid"] == result.grid.to_dict()
+    with tifffile.TiffFile(tmp_path / "saved.ome.tif") as tif:  # the OME pixel size is the cell size in um
+        assert f'PhysicalSizeX="{result.grid.spacing[1] * result.grid.mpp}"' in tif.ome_metadata
+    [(data, kwargs, kind)] = read([tmp_path / "saved.ome.tif"], stack=False, plugin_name="napari-patchdx")
+    assert kind == "image" and kwargs["metadata"]["patchdx"]["kind"] == "heatmap"
+    np.testing.assert_array_equal(data, result.heatmap)  # NaN where it was NaN, the same values elsewhere
+    assert kwargs["scale"] == layer[1]["scale"] and kwargs["translate"] == layer[1]["translate"]
+
+
+def test_moved_heatmap_layer_is_saved_where_it_is_shown(heatmap_file, tmp_path: Path) -> None:
+    from napari_patchdx._napari.writers import write_float_ometiff
+
+    _, result = heatmap_file
+    data, kwargs, _ = read([result.path], stack=False, plugin_name="napari-patchdx")[0]
+    moved = dict(kwargs, translate=(kwargs["translate"][0] + 8.0, kwargs["translate"][1] - 4.0))
+    write_float_ometiff(str(tmp_path / "moved.ome.tif"), data, moved)
+    [(_, back, _)] = read([tmp_path / "moved.ome.tif"], stack=False, plugin_name="napari-patchdx")
+    np.testing.assert_allclose(back["translate"], moved["translate"])
+    np.testing.assert_allclose(back["scale"], kwargs["scale"])
+    # a float layer of our own making: world in micrometres at a given mpp
+    plain = {"name": "mine", "scale": (16.0, 16.0), "translate": (7.875, 7.875), "metadata": {"patchdx": {"mpp": 0.25}}}
+    write_float_ometiff(str(tmp_path / "mine.ome.tif"), np.ones((3, 4), np.float32), plain)
+    [(_, mine, _)] = read([tmp_path / "mine.ome.tif"], stack=False, plugin_name="napari-patchdx")
+    assert mine["metadata"]["patchdx"]["grid"] == {"shape": [3, 4], "spacing": [64.0, 64.0], "origin": [0.0, 0.0],
+                                                   "mpp": 0.25}  # fmt: skip
+    np.testing.assert_allclose(mine["translate"], plain["translate"])
+
+
+def test_cam_writer_round_trip_through_npe2(tmp_path: Path) -> None:
+    from napari_patchdx.infer import CxrPrediction
+    from napari_patchdx.layers import cam_layers
+
+    cams = np.random.default_rng(5).normal(size=(2, 30, 20)).astype(np.float32)
+    prediction = CxrPrediction(("nodule", "mass"), np.array([0.1, 0.7], np.float32), cams, (30, 20), None)
+    layers = cam_layers(prediction, name="chest", spacing=(0.15, 0.15))
+    [written, sidecar] = write(tmp_path / "mass.ome.tif", [layers[1]], plugin_name="napari-patchdx")
+    side = json.loads(Path(sidecar).read_text())
+    assert side["classes"] == ["mass"] and side["probabilities"] == [pytest.approx(0.7)]
+    [(data, kwargs, _)] = read([written], stack=False, plugin_name="napari-patchdx")
+    np.testing.assert_array_equal(data, cams[1])
+    meta = kwargs["metadata"]["patchdx"]
+    assert meta["kind"] == "cam" and meta["class"] == "mass" and meta["probability"] == pytest.approx(0.7)
+    assert kwargs["scale"] == (0.15, 0.15)
+
+
+def test_float_writer_refuses_what_it_cannot_place(tmp_path: Path) -> None:
+    from napari_patchdx import ConfigError
+    from napari_patchdx._napari.writers import write_float_ometiff
+
+    out = str(tmp_path / "x.ome.tif")
+    with pytest.raises(ConfigError, match=r"'labels'.*uint8 data is not a float map"):
+        write_float_ometiff(out, np.zeros((4, 4), np.uint8), {"name": "labels"})
+    with pytest.raises(ConfigError, match=r"'drawn'.*place on a slide is unknown"):
+        write_float_ometiff(out, np.zeros((4, 4), np.float32), {"name": "drawn", "metadata": {}})
+    with pytest.raises(ConfigError, match=r"'rgb'.*RGB"):
+        write_float_ometiff(out, np.zeros((4, 4, 3), np.float32), {"name": "rgb", "rgb": True})
+    with pytest.raises(ConfigError, match=r"'h'.*<name>\.ome\.tif"):
+        write_float_ometiff(str(tmp_path / "x.tif"), np.zeros((4, 4), np.float32), {"name": "h"})
+    with pytest.raises(ConfigError, match=r"'cam'.*'class' and 'probability'"):
+        write_float_ometiff(
+            out, np.zeros((4, 4), np.float32), {"name": "cam", "metadata": {"patchdx": {"kind": "cam"}}}
+        )
+    assert not list(tmp_path.iterdir())  # nothing written

@@ -20,10 +20,20 @@ from typing import Any
 import numpy as np
 
 from .errors import InputFileError
-from .geometry import napari_transform, vector_transform
+from .geometry import Grid, napari_transform, vector_transform
 from .io.annotations import AnnotationSet, read_annotations, to_layer_data
 from .io.cxr import CxrImage, read_cxr
-from .io.detect import SLIDE_SUFFIXES, TIFF_SUFFIXES, annotations_beside, detect_kind
+from .io.detect import (
+    CAM_FORMAT,
+    HEATMAP_FORMAT,
+    SLIDE_SUFFIXES,
+    TIFF_SUFFIXES,
+    annotations_beside,
+    detect_kind,
+    float_map_name,
+    float_map_sidecar,
+    read_sidecar,
+)
 from .io.slides import Slide, open_slide
 
 LayerData = tuple[Any, dict[str, Any], str]
@@ -107,7 +117,14 @@ def cxr_layer(cxr: CxrImage, name: str | None = None) -> LayerData:
         "name": name or (cxr.path.stem if cxr.path else "chest x-ray"),
         "colormap": "gray",
         "contrast_limits": [0.0, 1.0],
-        "metadata": {"patchdx": {"kind": "cxr", "path": str(cxr.path) if cxr.path else None, **_jsonable(cxr.meta)}},
+        "metadata": {
+            "patchdx": {
+                "kind": "cxr",
+                "path": str(cxr.path) if cxr.path else None,
+                "spacing": None if spacing is None else [float(s) for s in spacing],
+                **_jsonable(cxr.meta),
+            }
+        },
     }
     if spacing is not None:
         kwargs["scale"] = tuple(float(s) for s in spacing)
@@ -154,7 +171,8 @@ def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def layers_for_paths(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]:
-    """Layer data for every path (slides with their ground truth, X-rays, annotation files), routed by content."""
+    """Layer data for every path (slides with their ground truth, X-rays, annotation files, heatmaps and CAMs),
+    routed by :func:`napari_patchdx.io.detect.detect_kind`."""
     layers: list[LayerData] = []
     for p in map(Path, paths):
         kind = detect_kind(p)
@@ -164,6 +182,10 @@ def layers_for_paths(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]
             layers.extend(cxr_file_layers(p))
         elif kind == "annotations":
             layers.extend(annotation_file_layers(p))
+        elif kind == "heatmap":
+            layers.extend(heatmap_file_layers(p))
+        elif kind == "cam":
+            layers.extend(cam_file_layers(p))
     return layers
 
 
@@ -284,3 +306,262 @@ def points_layer(
         **vector_transform(mpp),
     }
     return data, kwargs, "points"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# float maps: slide heatmaps and X-ray class activation maps
+# ---------------------------------------------------------------------------------------------------------------
+
+#: colormap of heatmap layers (probability 0 -> black, 1 -> pale yellow)
+HEATMAP_COLORMAP = "inferno"
+#: colormap of CAM layers
+CAM_COLORMAP = "turbo"
+
+
+def heatmap_layer(
+    heatmap: np.ndarray,
+    grid: Grid,
+    name: str | None = None,
+    slide: str | os.PathLike[str] | Slide | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    unreadable: Sequence[Sequence[int]] = (),
+    opacity: float = 0.5,
+) -> LayerData:
+    """An Image layer of a slide heatmap, aligned to the slide's layer.
+
+    Args:
+        heatmap: float (rows, cols) probabilities in [0, 1], one per grid cell; NaN = not evaluated, drawn
+            transparent. The array is used as is (not copied) when it is already float32, so a widget can fill it.
+        grid: where the cells lie: cell ``(r, c)`` covers the level-0 block ``origin + [r, r + 1) * spacing``
+            (a :class:`~napari_patchdx.infer.HeatmapResult`'s ``grid``); its ``mpp`` puts the layer in
+            micrometres like :func:`slide_layer`, so a cell's centre lands on the centre of its level-0 block.
+        name: layer name (default ``"<slide stem> heatmap"``, or ``"heatmap"``).
+        slide: the slide file (or opened slide) the heatmap belongs to, recorded in the metadata.
+        path: the heatmap file, when it was read from one.
+        unreadable: level regions ``(level, y, x, h, w)`` of tiles that could not be decoded (kept in the metadata
+            so a saved heatmap keeps them).
+        opacity: layer opacity (the slide shows through).
+
+    Colormap ``inferno`` with contrast limits fixed to (0, 1), so colours mean the same probability in every
+    heatmap. ``metadata["patchdx"]`` holds ``kind = "heatmap"``, the grid (``Grid.to_dict``), the slide and path.
+    """
+    data = np.asarray(heatmap, dtype=np.float32)
+    if data.ndim != 2 or tuple(data.shape) != tuple(grid.shape):
+        raise ValueError(f"heatmap of shape {data.shape} does not match its grid of shape {tuple(grid.shape)}")
+    slide_path = None
+    if slide is not None:
+        slide_path = str(slide.path) if isinstance(slide, Slide) else str(slide)
+    if name is None:
+        name = f"{_stem(Path(slide_path))} heatmap" if slide_path else "heatmap"
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "colormap": HEATMAP_COLORMAP,
+        "contrast_limits": [0.0, 1.0],
+        "opacity": float(opacity),
+        "blending": "translucent",
+        "interpolation2d": "nearest",
+        "units": _units(grid.mpp),
+        "metadata": {
+            "patchdx": {
+                "kind": "heatmap",
+                "grid": grid.to_dict(),
+                "mpp": grid.mpp,
+                "slide": slide_path,
+                "path": None if path is None else str(path),
+                "unreadable": [[int(v) for v in region] for region in unreadable],
+                "values": "tumour probability; NaN = not evaluated",
+            }
+        },
+        **grid.napari(),
+    }
+    return data, kwargs, "image"
+
+
+def heatmap_file_layers(path: str | os.PathLike[str]) -> list[LayerData]:
+    """A heatmap file (``<name>.ome.tif`` + sidecar ``<name>.json`` holding its grid) as an aligned heatmap layer.
+
+    Raises:
+        InputFileError: the sidecar is missing or holds no valid grid, or the image does not match the grid.
+    """
+    from .io.ometiff import read_float_image
+
+    path = Path(path)
+    sidecar = float_map_sidecar(path)
+    side = read_sidecar(path)
+    if sidecar is None or side is None:
+        where = sidecar.name if sidecar is not None else "<name>.json"
+        raise InputFileError(
+            path, f"heatmap sidecar {where} is missing or unreadable (it holds the grid that places the heatmap)"
+        )
+    if side.get("format") not in (None, HEATMAP_FORMAT):
+        raise InputFileError(sidecar, f"is not a heatmap sidecar (format {side.get('format')!r})")
+    try:
+        grid = Grid.from_dict(side["grid"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputFileError(sidecar, f"holds no valid heatmap grid ({exc!r})") from None
+    heatmap = read_float_image(path)
+    if heatmap.shape != tuple(grid.shape):
+        raise InputFileError(path, f"heatmap of shape {heatmap.shape} does not match its grid {tuple(grid.shape)}")
+    name = float_map_name(path) or path.stem
+    label = name[: -len(".heatmap")] if name.lower().endswith(".heatmap") else name
+    try:
+        unreadable = [[int(v) for v in region] for region in side.get("unreadable") or []]
+    except (TypeError, ValueError):
+        unreadable = []  # a damaged note about unreadable tiles does not hide the heatmap
+    return [
+        heatmap_layer(heatmap, grid, name=f"{label} heatmap", slide=side.get("slide"), path=path, unreadable=unreadable)
+    ]
+
+
+def cam_layers(
+    prediction: Any,
+    name: str | None = None,
+    spacing: tuple[float, float] | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    opacity: float = 0.5,
+) -> list[LayerData]:
+    """One Image layer per class of a chest X-ray prediction, aligned to the X-ray's layer.
+
+    Args:
+        prediction: a :class:`~napari_patchdx.infer.CxrPrediction` (``classes``, ``probabilities``, ``cams`` of
+            shape (K, H, W) at the X-ray's native size, ``source``).
+        name: the X-ray's name in the layer names (default: the source file's stem, or ``"x-ray"``).
+        spacing: the X-ray's (row, col) pixel spacing in millimetres, as :func:`cxr_layer` uses it; None when the
+            X-ray layer is in pixels. CAM pixel ``(i, j)`` is X-ray pixel ``(i, j)``, so both layers get the
+            same transform.
+        path: the CAM file, when read from one.
+        opacity: layer opacity.
+
+    Layer ``k`` is named ``"<name> CAM <class> (p=0.73)"``; its ``metadata["patchdx"]`` holds ``kind = "cam"``,
+    ``class``, ``probability`` and all the image's ``probabilities`` (class -> probability). Contrast limits span
+    the class's CAM (logit units). Only the most probable class is visible at first.
+    """
+    classes = [str(c) for c in prediction.classes]
+    probabilities = [float(p) for p in np.asarray(prediction.probabilities, dtype=np.float64).reshape(-1)]
+    cams = np.asarray(prediction.cams, dtype=np.float32)
+    if cams.ndim == 2:
+        cams = cams[None]
+    if cams.ndim != 3 or cams.shape[0] != len(classes) or len(probabilities) != len(classes):
+        raise ValueError(
+            f"a prediction for {len(classes)} classes with {len(probabilities)} probabilities and CAMs of shape "
+            f"{cams.shape}"
+        )
+    source = getattr(prediction, "source", None)
+    if name is None:
+        name = _stem(Path(source)) if source is not None else "x-ray"
+    top = int(np.argmax(probabilities)) if probabilities else 0
+    everything = dict(zip(classes, probabilities, strict=True))
+    layers: list[LayerData] = []
+    for k, (cls, p) in enumerate(zip(classes, probabilities, strict=True)):
+        cam = cams[k]
+        finite = cam[np.isfinite(cam)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        if not hi > lo:
+            hi = lo + 1.0
+        kwargs: dict[str, Any] = {
+            "name": f"{name} CAM {cls} (p={p:.2f})",
+            "colormap": CAM_COLORMAP,
+            "contrast_limits": [lo, hi],
+            "opacity": float(opacity),
+            "blending": "translucent",
+            "visible": k == top,
+            "metadata": {
+                "patchdx": {
+                    "kind": "cam",
+                    "frame": "pixel",
+                    "image": name,
+                    "class": cls,
+                    "class_index": k,
+                    "probability": p,
+                    "probabilities": everything,
+                    "classes": classes,
+                    "shape": [int(v) for v in cam.shape],
+                    "spacing": None if spacing is None else [float(s) for s in spacing],
+                    "source": None if source is None else str(source),
+                    "path": None if path is None else str(path),
+                    "values": "class activation map in logit units",
+                }
+            },
+        }
+        if spacing is not None:
+            kwargs["scale"] = tuple(float(s) for s in spacing)
+            kwargs["units"] = ("mm", "mm")
+        layers.append((cam, kwargs, "image"))
+    return layers
+
+
+class _Cams:
+    """The fields of a prediction that :func:`cam_layers` reads (so reading a CAM file does not import torch)."""
+
+    def __init__(self, classes: list[str], probabilities: list[float], cams: np.ndarray, source: Path | None):
+        self.classes = classes
+        self.probabilities = probabilities
+        self.cams = cams
+        self.source = source
+
+
+def cam_file_layers(path: str | os.PathLike[str]) -> list[LayerData]:
+    """A CAM file (``<name>.ome.tif``, (class, Y, X) float32, + sidecar ``<name>.json`` with classes and
+    probabilities) as one layer per class.
+
+    The layers are scaled like the X-ray layer: by the sidecar's ``spacing`` (mm) when it has one, else by the
+    pixel spacing of its ``source`` X-ray when that file is still there.
+
+    Raises:
+        InputFileError: the sidecar is missing or inconsistent with the image.
+    """
+    from .io.ometiff import read_float_image
+
+    path = Path(path)
+    sidecar = float_map_sidecar(path)
+    side = read_sidecar(path)
+    if sidecar is None or side is None or side.get("format") != CAM_FORMAT:
+        where = sidecar.name if sidecar is not None else "<name>.json"
+        raise InputFileError(path, f"CAM sidecar {where} is missing or not a napari-patchdx CAM sidecar")
+    try:
+        classes = [str(c) for c in side["classes"]]
+        probabilities = [float(p) for p in side["probabilities"]]
+        shape = [int(v) for v in side["shape"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputFileError(sidecar, f"lacks valid classes / probabilities / shape ({exc!r})") from None
+    cams = read_float_image(path)
+    if cams.ndim == 2:
+        cams = cams[None]
+    if len(probabilities) != len(classes) or list(cams.shape) != [len(classes), *shape]:
+        raise InputFileError(
+            path,
+            f"CAMs of shape {cams.shape} do not match their sidecar ({len(classes)} classes, "
+            f"{len(probabilities)} probabilities, image {shape})",
+        )
+    source = Path(side["source"]) if side.get("source") else None
+    spacing = _cam_spacing(side, source)
+    name = float_map_name(path) or path.stem
+    label = name[: -len(".cam")] if name.lower().endswith(".cam") else name
+    return cam_layers(_Cams(classes, probabilities, cams, source), name=label, spacing=spacing, path=path)
+
+
+def _cam_spacing(side: dict[str, Any], source: Path | None) -> tuple[float, float] | None:
+    """Pixel spacing (mm) for CAM layers: the sidecar's, else the source X-ray's (read when it exists)."""
+    spacing = side.get("spacing")
+    if isinstance(spacing, list | tuple) and len(spacing) == 2:
+        return (float(spacing[0]), float(spacing[1]))
+    if "spacing" in side or source is None or not source.is_file():
+        return None
+    try:
+        return read_cxr(source).spacing
+    except Exception as exc:  # the CAMs still open, in pixels
+        warnings.warn(
+            f"{source}: pixel spacing not read ({exc}); the CAMs are shown in pixels", UserWarning, stacklevel=3
+        )
+        return None
+
+
+def _stem(path: Path) -> str:
+    """A file's name without its suffixes' tail: ``x.ome.tif`` -> ``x``, ``x.svs`` -> ``x``."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem

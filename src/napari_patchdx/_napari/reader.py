@@ -1,4 +1,8 @@
-"""npe2 reader: whole-slide images, chest X-rays and annotation files -> napari layer data.
+"""npe2 reader: whole-slide images, chest X-rays, annotation files, slide heatmaps and X-ray CAMs -> layer data.
+
+Heatmaps (``<slide>.heatmap.ome.tif`` + ``.heatmap.json``) open as an Image layer aligned to their slide; CAM files
+(``<image>.cam.ome.tif`` + ``.cam.json``) as one layer per class aligned to their X-ray (see
+:func:`napari_patchdx.io.detect.detect_kind` for the routing).
 
 ``napari_get_reader`` never raises and returns None for files we do not handle; the reader it returns raises
 :class:`~napari_patchdx.errors.InputFileError` (naming the file) when a claimed file turns out to be broken.

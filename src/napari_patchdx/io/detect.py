@@ -2,23 +2,35 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 SLIDE_SUFFIXES = frozenset({".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 CXR_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
 ANNOTATION_SUFFIXES = frozenset({".xml", ".geojson"})
 
-Kind = Literal["slide", "cxr", "annotations"]
+#: float maps (heatmaps, CAMs) are ``<name>.ome.tif`` (or ``.ome.tiff``) with their sidecar ``<name>.json``
+FLOAT_MAP_SUFFIXES = (".ome.tif", ".ome.tiff")
+#: the ``format`` of a heatmap sidecar (the same string as :data:`napari_patchdx.infer.HEATMAP_FORMAT`)
+HEATMAP_FORMAT = "napari-patchdx-heatmap"
+#: the ``format`` of a CAM sidecar (the same string as :data:`napari_patchdx.infer.CAM_FORMAT`)
+CAM_FORMAT = "napari-patchdx-cam"
+#: sidecars are small JSON files; anything larger is not read when routing
+_SIDECAR_MAX_BYTES = 64 * 1024 * 1024
+
+Kind = Literal["slide", "cxr", "annotations", "heatmap", "cam"]
 
 
 def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
-    """``"slide"``, ``"cxr"``, ``"annotations"`` or None (not ours). Never raises.
+    """``"slide"``, ``"cxr"``, ``"annotations"``, ``"heatmap"``, ``"cam"`` or None (not ours). Never raises.
 
-    ``.tif`` / ``.tiff`` go to the slide reader when the file is a tiled pyramid and to the chest X-ray reader
-    otherwise; ``.xml`` is claimed only when it is an ASAP annotation file.
+    A float map ``<name>.ome.tif`` is a ``"heatmap"`` / ``"cam"`` when its name says so (``<slide>.heatmap.ome.tif``,
+    ``<image>.cam.ome.tif``, the names :mod:`napari_patchdx.infer` writes) or when its sidecar ``<name>.json``
+    has the heatmap / CAM ``format``. Other ``.tif`` / ``.tiff`` go to the slide reader when the file is a tiled
+    pyramid and to the chest X-ray reader otherwise; ``.xml`` is claimed only when it is an ASAP annotation file.
     """
     from .slides import is_pyramidal_tiff
 
@@ -30,7 +42,7 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
         if not p.is_file():
             return None
         if suffix in TIFF_SUFFIXES:
-            return "slide" if is_pyramidal_tiff(p) else "cxr"
+            return float_map_kind(p) or ("slide" if is_pyramidal_tiff(p) else "cxr")
         if suffix in CXR_SUFFIXES:
             return "cxr"
         if suffix == ".geojson":
@@ -41,6 +53,57 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
             return "annotations" if b"ASAP_Annotations" in head else None
     except Exception:
         return None
+    return None
+
+
+def float_map_name(path: str | os.PathLike[str]) -> str | None:
+    """``<name>`` of a ``<name>.ome.tif`` / ``<name>.ome.tiff`` file (case-insensitive suffix), else None."""
+    text = Path(path).name
+    lower = text.lower()
+    for suffix in FLOAT_MAP_SUFFIXES:
+        if lower.endswith(suffix) and len(text) > len(suffix):
+            return text[: -len(suffix)]
+    return None
+
+
+def float_map_sidecar(path: str | os.PathLike[str]) -> Path | None:
+    """The JSON sidecar ``<name>.json`` beside a float map ``<name>.ome.tif`` (whether it exists or not), or None
+    when ``path`` is not named like a float map. This is where :mod:`napari_patchdx.infer` writes the heatmap and
+    CAM sidecars (``<slide>.heatmap.json``, ``<image>.cam.json``) and where the napari writer puts them."""
+    name = float_map_name(path)
+    return None if name is None else Path(path).with_name(f"{name}.json")
+
+
+def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """A float map's sidecar as a dict, or None when it is missing, too large, not JSON or not an object."""
+    sidecar = float_map_sidecar(path)
+    try:
+        if sidecar is None or not sidecar.is_file() or sidecar.stat().st_size > _SIDECAR_MAX_BYTES:
+            return None
+        with open(sidecar, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def float_map_kind(path: str | os.PathLike[str]) -> Literal["heatmap", "cam"] | None:
+    """``"heatmap"`` or ``"cam"`` for a float map of ours (by its name, else by its sidecar's format), else None."""
+    name = float_map_name(path)
+    if name is None:
+        return None
+    lower = name.lower()
+    if lower.endswith(".heatmap"):
+        return "heatmap"
+    if lower.endswith(".cam"):
+        return "cam"
+    side = read_sidecar(path)
+    if side is None:
+        return None
+    if side.get("format") == HEATMAP_FORMAT:
+        return "heatmap"
+    if side.get("format") == CAM_FORMAT:
+        return "cam"
     return None
 
 

@@ -1,0 +1,561 @@
+"""Dock widget "Run inference": slide heatmaps and chest X-ray CAMs from trained checkpoints, shown as they come.
+
+Thin, like the other widgets: it collects parameters, checks them (a clear message in the widget and a napari
+notification, never a traceback), and runs the core jobs of :mod:`napari_patchdx.infer` in a napari worker through
+:class:`~napari_patchdx._napari.widgets.JobRunner` (progress bar, Stop).
+
+* Slides: one :func:`~napari_patchdx.infer.slide_heatmap_job` after another. Each slide's heatmap layer appears
+  before its first band (all NaN, i.e. transparent), aligned to the slide through the heatmap grid, and fills in
+  band by band from the jobs' ``Progress.partial`` rows; the layer is repainted at most every
+  :attr:`InferenceWidget.refresh_interval` seconds, plus once at the end with the written heatmap.
+* Chest X-rays: :func:`~napari_patchdx.infer.cxr_predict` per image, saved with
+  :func:`~napari_patchdx.infer.save_cxr_prediction`; each image gets one CAM layer per class (probability in the
+  layer name and metadata) and a row in the widget's probability table.
+
+Stopping keeps what is written: an interrupted slide resumes where it stopped on the next run (with "reuse /
+resume" on), a finished one is loaded instead of recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import napari
+import numpy as np
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Select, SpinBox, Table
+from napari.utils.notifications import show_error
+
+from ..errors import ConfigError, InputFileError, PatchdxError
+from ..geometry import Grid
+from ..io.detect import detect_kind, slides_in_folder
+from ..layers import _stem, cam_layers, heatmap_layer
+from ..progress import Job, Progress
+from .viewer import add_layers
+from .widgets import JobRunner, _layers_of_kind
+
+if TYPE_CHECKING:
+    from ..infer import CxrPrediction, HeatmapResult
+    from ..io.slides import Slide
+
+__all__ = ["InferenceWidget", "LiveHeatmap"]
+
+#: progress units per slide (a slide's own progress is a fraction of its cell rows)
+_STEPS = 1000
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# what the jobs report (Progress.partial) and return
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SlideStart:
+    """Slide ``index`` is about to be computed on ``grid``."""
+
+    index: int
+    slide: Path
+    grid: Grid
+
+
+@dataclass(frozen=True)
+class _SlideRows:
+    """Heatmap rows ``row0 .. row0 + len(block)`` of slide ``index`` were just computed."""
+
+    index: int
+    row0: int
+    block: np.ndarray
+
+
+@dataclass(frozen=True)
+class _SlideDone:
+    index: int
+    result: HeatmapResult
+
+
+@dataclass(frozen=True)
+class _XrayDone:
+    index: int
+    item: _Xray
+    prediction: CxrPrediction
+    path: Path
+
+
+@dataclass(frozen=True)
+class _Failed:
+    """Input ``source`` (a file or layer name, or "checkpoints") could not be processed: ``message`` says why."""
+
+    index: int
+    source: str
+    message: str
+
+
+@dataclass(frozen=True)
+class _Xray:
+    """One chest X-ray to predict: a file, or the pixels of a layer without one."""
+
+    label: str  # shown in layer names and the table
+    source: Path | np.ndarray
+    name: str  # output file stem: <out>/<name>.cam.ome.tif
+    spacing: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class _Plan:
+    track: str  # "slides" or "xrays"
+    inputs: list[Any]  # slide Paths or _Xray items
+    checkpoints: list[Path]
+    out_dir: Path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the jobs (no Qt: generators of Progress, as the core jobs)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def expected_grid(slide: Slide, meta: dict[str, Any], stride: int | None = None) -> Grid:
+    """The heatmap grid :func:`~napari_patchdx.infer.slide_heatmap_job` fills for ``slide`` with a checkpoint's
+    ``meta``: cells of ``stride`` patch pixels (default the centre region) at the patch magnification, from the
+    level-0 origin, ``ceil(level-0 size / cell side)`` of them. Used to show the layer before the first band;
+    the finished heatmap's own grid replaces it."""
+    from ..data.sampling import PatchGeometry
+
+    psize = int(meta["input_size"])
+    csize = int(meta.get("center_size") or psize)
+    _, _, scale = PatchGeometry(psize, csize, meta.get("mpp")).plan(slide)
+    step = int(stride or csize) * scale
+    h0, w0 = slide.shape
+    return Grid((math.ceil(h0 / step), math.ceil(w0 / step)), (step, step), (0.0, 0.0), slide.mpp)
+
+
+def _relay(job: Job[Any], index: int, n: int) -> Job[Any]:
+    """Re-yield one slide's progress as part of ``n`` slides, wrapping its rows in :class:`_SlideRows`."""
+    try:
+        while True:
+            try:
+                report = next(job)
+            except StopIteration as stop:
+                return stop.value
+            partial = None
+            if isinstance(report.partial, tuple) and len(report.partial) == 2:
+                row0, block = report.partial
+                partial = _SlideRows(index, int(row0), np.asarray(block, dtype=np.float32))
+            done = index * _STEPS + int(_STEPS * report.fraction)
+            yield Progress(done, n * _STEPS, f"[{index + 1}/{n}] {report.message}", partial=partial)
+    finally:
+        job.close()  # a Stop closes this generator: close the slide's job too (it shuts its reader down)
+
+
+def slides_job(
+    slides: Sequence[Path],
+    checkpoints: Sequence[Path],
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    tta: bool = True,
+    stride: int | None = None,
+    batch_size: int = 32,
+    resume: bool = True,
+) -> Job[list[Any]]:
+    """Heatmaps of several slides, one after another, with one ensemble of checkpoints loaded once.
+
+    Yields :class:`Progress` whose ``partial`` is a slide's start (with its grid), its rows as they finish, its
+    result, or a failure. A slide that cannot be read fails alone (the next one runs); a checkpoint that cannot be
+    loaded ends the run. Returns one outcome per slide (or a single failure for the checkpoints).
+    """
+    from ..infer import slide_heatmap_job
+    from ..io.slides import open_slide
+    from ..models import load_checkpoint
+
+    n = max(len(slides), 1)
+    yield Progress(0, n * _STEPS, f"loading {len(checkpoints)} checkpoint(s)")
+    try:
+        models = [load_checkpoint(p, in_channels=3, device=device) for p in checkpoints]
+    except PatchdxError as exc:
+        failure = _Failed(-1, "checkpoints", str(exc))
+        yield Progress(0, n * _STEPS, f"error: {exc}", partial=failure)
+        return [failure]
+    outcomes: list[Any] = []
+    for i, path in enumerate(slides):
+        try:
+            with open_slide(path) as slide:
+                grid = expected_grid(slide, models[0][1], stride)
+                yield Progress(i * _STEPS, n * _STEPS, f"[{i + 1}/{n}] {path.name}", partial=_SlideStart(i, path, grid))
+                job = slide_heatmap_job(
+                    slide, models, out_dir, tta=tta, stride=stride, batch_size=batch_size, device=device, resume=resume
+                )
+                result = yield from _relay(job, i, n)
+            outcome: Any = _SlideDone(i, result)
+        except PatchdxError as exc:
+            outcome = _Failed(i, path.name, str(exc))
+        outcomes.append(outcome)
+        yield Progress((i + 1) * _STEPS, n * _STEPS, f"[{i + 1}/{n}] {path.name}: done", partial=outcome)
+    return outcomes
+
+
+def xrays_job(items: Sequence[_Xray], checkpoint: Path, out_dir: Path, *, device: str = "cpu") -> Job[list[Any]]:
+    """Per-class probabilities and CAMs of chest X-rays, one image after another, saved to ``out_dir``.
+
+    Yields :class:`Progress` (images done / all) whose ``partial`` is each image's outcome; an image that cannot
+    be read fails alone. Returns the outcomes.
+    """
+    from ..infer import cxr_predict, save_cxr_prediction
+    from ..io.cxr import read_cxr
+    from ..models import load_checkpoint
+
+    n = len(items)
+    yield Progress(0, n, f"loading {checkpoint.name}")
+    try:
+        model, meta = load_checkpoint(checkpoint, in_channels=1, device=device)
+    except PatchdxError as exc:
+        failure = _Failed(-1, "checkpoints", str(exc))
+        yield Progress(0, n, f"error: {exc}", partial=failure)
+        return [failure]
+    outcomes: list[Any] = []
+    for i, item in enumerate(items):
+        try:
+            image, spacing = item.source, item.spacing
+            if isinstance(image, Path):  # read once here: the pixels for the model, the spacing for the layers
+                cxr = read_cxr(image)
+                image, spacing = cxr.image, spacing or cxr.spacing
+            (prediction,) = cxr_predict([image], model, meta, device=device)
+            if isinstance(item.source, Path):
+                prediction = dataclasses.replace(prediction, source=item.source)
+            saved = save_cxr_prediction(prediction, out_dir, name=item.name)
+            outcome: Any = _XrayDone(i, dataclasses.replace(item, spacing=spacing), prediction, saved)
+        except PatchdxError as exc:
+            outcome = _Failed(i, item.label, str(exc))
+        outcomes.append(outcome)
+        yield Progress(i + 1, n, f"[{i + 1}/{n}] {item.label}", partial=outcome)
+    return outcomes
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the live heatmap layer
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class LiveHeatmap:
+    """A heatmap Image layer filled band by band and repainted at most every ``interval`` seconds.
+
+    :meth:`update` writes rows into the layer's array at once (cheap) but repaints only when ``interval`` seconds
+    (by ``clock``) have passed since the last repaint, so fast bands do not flood the canvas; :meth:`finish`
+    installs the finished heatmap and repaints once more.
+    """
+
+    def __init__(self, layer: Any, interval: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.layer = layer
+        self.interval = float(interval)
+        self.clock = clock
+        self.refreshes = 0
+        self.rows_received = 0
+        self._last = -math.inf
+
+    def update(self, row0: int, block: np.ndarray) -> bool:
+        """Write heatmap rows ``row0 .. row0 + len(block)``; returns whether the layer was repainted.
+
+        Rows that do not fit the layer (a grid other than the expected one) are ignored: :meth:`finish` shows them.
+        """
+        data = self.layer.data
+        rows = int(block.shape[0])
+        if block.ndim != 2 or block.shape[1] != data.shape[1] or row0 < 0 or row0 + rows > data.shape[0]:
+            return False
+        data[row0 : row0 + rows] = block
+        self.rows_received += rows
+        now = self.clock()
+        if now - self._last < self.interval:
+            return False
+        self._repaint(now)
+        return True
+
+    def finish(self, result: HeatmapResult) -> None:
+        """Show the finished heatmap (values, grid and file) and repaint."""
+        data = np.asarray(result.heatmap, dtype=np.float32)
+        transform = result.grid.napari()
+        self.layer.scale = transform["scale"]
+        self.layer.translate = transform["translate"]
+        meta = dict(self.layer.metadata.get("patchdx", {}))
+        meta.update(
+            grid=result.grid.to_dict(),
+            mpp=result.grid.mpp,
+            path=str(result.path),
+            unreadable=[[int(v) for v in region] for region in result.unreadable],
+        )
+        self.layer.metadata = {**self.layer.metadata, "patchdx": meta}
+        self.layer.data = data  # emits the data event and repaints
+        self.refreshes += 1
+        self._last = self.clock()
+
+    def _repaint(self, now: float) -> None:
+        self.layer.refresh()
+        self.refreshes += 1
+        self._last = now
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the widget
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class InferenceWidget(Container):
+    """Run inference on slide or chest X-ray layers (or a folder) with one or several checkpoints."""
+
+    #: seconds between repaints of a heatmap layer that is filling in
+    refresh_interval: float = 0.5
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from ..train import available_devices
+
+        self.viewer = viewer
+        self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
+        self.xrays = Select(label="chest X-rays", choices=self._xray_names, allow_multiple=True)
+        self.folder = FileEdit(label="or folder", mode="d", nullable=True)
+        self.checkpoints = FileEdit(label="checkpoint(s)", mode="rm", filter="*.json *.safetensors")
+        self.tta = CheckBox(label="test-time augmentation (8 orientations)", value=True)
+        self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
+        self.stride = SpinBox(label="stride (patch px, 0 = centre region)", min=0, max=4096, value=0)
+        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=32)
+        self.resume = CheckBox(label="reuse finished / resume interrupted", value=True)
+        self.out_dir = FileEdit(label="output folder", mode="d", nullable=True)
+        self.runner = JobRunner("Run inference")
+        self.summary = Label(value="")
+        self.probabilities = Table(value=None, label="probabilities")
+        self.probabilities.visible = False
+        super().__init__(
+            widgets=[
+                self.slides,
+                self.xrays,
+                self.folder,
+                self.checkpoints,
+                self.tta,
+                self.device,
+                self.stride,
+                self.batch_size,
+                self.resume,
+                self.out_dir,
+                self.runner,
+                self.summary,
+                self.probabilities,
+            ]
+        )
+        self.results: list[Any] | None = None
+        self._track = "slides"
+        self.live: dict[int, LiveHeatmap] = {}
+        self.failures: list[_Failed] = []
+        self._table_rows: dict[str, list[float]] = {}
+        self._table_classes: list[str] = []
+        self.runner.run_button.changed.connect(self.run)
+        viewer.layers.events.inserted.connect(self._refresh_choices)
+        viewer.layers.events.removed.connect(self._refresh_choices)
+
+    # -- inputs ------------------------------------------------------------------------------------------------
+    def _slide_names(self, _: Any = None) -> list[str]:
+        return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
+
+    def _xray_names(self, _: Any = None) -> list[str]:
+        return [layer.name for layer in _layers_of_kind(self.viewer, "cxr")]
+
+    def _refresh_choices(self, _: Any = None) -> None:
+        self.slides.reset_choices()
+        self.xrays.reset_choices()
+
+    @staticmethod
+    def _path_value(widget: FileEdit) -> Path | None:
+        """The widget's path, or None when its field is empty."""
+        value = widget.value
+        return None if value is None or str(value) in ("", ".") else Path(value)
+
+    def _xray_from_layer(self, layer: Any) -> _Xray:
+        meta = layer.metadata.get("patchdx", {})
+        spacing = meta.get("spacing")
+        if spacing is None and not np.allclose(layer.scale[-2:], 1.0):
+            spacing = [float(s) for s in layer.scale[-2:]]
+        spacing_t = None if spacing is None else (float(spacing[0]), float(spacing[1]))
+        path = meta.get("path")
+        if path:
+            return _Xray(layer.name, Path(path), Path(path).name.split(".")[0], spacing_t)
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in layer.name).strip("_") or "x-ray"
+        return _Xray(layer.name, np.asarray(layer.data, dtype=np.float32), safe, spacing_t)
+
+    def _inputs(self, channels: int) -> tuple[list[Path], list[_Xray]]:
+        """(slides, X-rays) to run: the folder's (those the checkpoint takes), or the chosen layers."""
+        folder = self._path_value(self.folder)
+        if folder is not None:
+            if not folder.is_dir():
+                raise InputFileError(folder, "is not a folder")
+            if channels == 3:
+                return [p for p, _ in slides_in_folder(folder)], []
+            files = sorted(p for p in folder.iterdir() if p.is_file() and detect_kind(p) == "cxr")
+            return [], [_Xray(p.name, p, p.name.split(".")[0], None) for p in files]
+        slides = [
+            Path(self.viewer.layers[name].metadata["patchdx"]["path"])
+            for name in self.slides.value
+            if name in self.viewer.layers
+        ]
+        xrays = [
+            self._xray_from_layer(self.viewer.layers[name]) for name in self.xrays.value if name in self.viewer.layers
+        ]
+        return slides, xrays
+
+    def _plan(self) -> _Plan:
+        """Check the inputs before anything runs; raises PatchdxError with a message for the user."""
+        from ..models import read_checkpoint_meta
+
+        checkpoints = [Path(p) for p in (self.checkpoints.value or ()) if str(p) not in ("", ".")]
+        if not checkpoints:
+            raise ConfigError("choose a checkpoint first (the <name>.json or <name>.safetensors of a trained model)")
+        metas = [read_checkpoint_meta(p) for p in checkpoints]
+        channels = int(metas[0]["in_channels"])
+        slides, xrays = self._inputs(channels)
+        if not slides and not xrays:
+            folder = self._path_value(self.folder)
+            if folder is not None:
+                kind = "slides" if channels == 3 else "chest X-rays"
+                raise InputFileError(folder, f"holds no {kind} (the checkpoint takes {channels}-channel input)")
+            raise ConfigError("choose slide or chest X-ray layers (or a folder) first")
+        if slides and xrays:
+            raise ConfigError("run slides and chest X-rays separately: they need different checkpoints")
+        need, what = (3, "slides (RGB)") if slides else (1, "chest X-rays (grey)")
+        for path, meta in zip(checkpoints, metas, strict=True):
+            if int(meta["in_channels"]) != need:
+                raise InputFileError(
+                    path,
+                    f"is a {meta['in_channels']}-channel checkpoint, but {what} need a {need}-channel one: "
+                    "incompatible checkpoint",
+                )
+        if slides:
+            for path, meta in zip(checkpoints[1:], metas[1:], strict=True):
+                for key in ("input_size", "center_size", "mpp"):
+                    if meta.get(key) != metas[0].get(key):
+                        raise InputFileError(
+                            path,
+                            f"{key} {meta.get(key)!r} differs from {checkpoints[0].name}'s {metas[0].get(key)!r}: "
+                            "an ensemble must read the same patches",
+                        )
+        elif len(checkpoints) > 1:
+            raise ConfigError("chest X-ray inference takes one checkpoint (ensembles are for slides)")
+        out_dir = self._path_value(self.out_dir)
+        if out_dir is None:
+            raise ConfigError("choose an output folder (heatmaps and CAMs are written there)")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise InputFileError(out_dir, "is a file, not an output folder")
+        return _Plan("slides" if slides else "xrays", list(slides or xrays), checkpoints, out_dir)
+
+    # -- running -----------------------------------------------------------------------------------------------
+    def _fail(self, message: str) -> None:
+        self.runner.status.value = f"error: {message}"
+        show_error(f"napari-patchdx: {message}")
+
+    def run(self) -> None:
+        """Check the inputs and start inference in a worker (errors go to the status line and a notification)."""
+        from ..train import resolve_device
+
+        if self.runner.worker is not None:
+            return
+        try:
+            plan = self._plan()
+            device = str(resolve_device(str(self.device.value)))
+        except PatchdxError as exc:
+            self._fail(str(exc))
+            return
+        self._track = plan.track
+        self.results = None
+        self.live = {}
+        self.failures = []
+        self.summary.value = ""
+        if plan.track == "slides":
+            kwargs = {
+                "device": device,
+                "tta": bool(self.tta.value),
+                "stride": int(self.stride.value) or None,
+                "batch_size": int(self.batch_size.value),
+                "resume": bool(self.resume.value),
+            }
+            self.runner.start(
+                lambda: slides_job(plan.inputs, plan.checkpoints, plan.out_dir, **kwargs),
+                self._on_done,
+                self._on_partial,
+            )
+        else:
+            self._table_rows = {}
+            self._table_classes = []
+            self.runner.start(
+                lambda: xrays_job(plan.inputs, plan.checkpoints[0], plan.out_dir, device=device),
+                self._on_done,
+                self._on_partial,
+            )
+
+    def _on_partial(self, report: Progress) -> None:
+        part = report.partial
+        if isinstance(part, _SlideStart):
+            self._start_heatmap(part)
+        elif isinstance(part, _SlideRows):
+            live = self.live.get(part.index)
+            if live is not None and live.layer in self.viewer.layers:
+                live.update(part.row0, part.block)
+        elif isinstance(part, _SlideDone):
+            self._finish_heatmap(part)
+        elif isinstance(part, _XrayDone):
+            self._show_cams(part)
+        elif isinstance(part, _Failed):
+            self.failures.append(part)
+
+    def _replace_own(self, kind: str, match: Callable[[dict[str, Any], Any], bool]) -> None:
+        """Remove this plugin's earlier result layers of ``kind`` that ``match`` (a re-run replaces them)."""
+        for layer in list(self.viewer.layers):
+            meta = layer.metadata.get("patchdx", {})
+            if meta.get("kind") == kind and match(meta, layer):
+                self.viewer.layers.remove(layer)
+
+    def _start_heatmap(self, part: _SlideStart) -> None:
+        name = f"{_stem(part.slide)} heatmap"
+        self._replace_own("heatmap", lambda meta, layer: layer.name == name)
+        empty = np.full(part.grid.shape, np.nan, dtype=np.float32)
+        (layer,) = add_layers(self.viewer, [heatmap_layer(empty, part.grid, name=name, slide=part.slide)])
+        self.live[part.index] = LiveHeatmap(layer, self.refresh_interval)
+
+    def _finish_heatmap(self, part: _SlideDone) -> None:
+        live = self.live.get(part.index)
+        if live is None or live.layer not in self.viewer.layers:  # removed while running: show the result again
+            data, kwargs, kind = heatmap_layer(
+                part.result.heatmap, part.result.grid, slide=part.result.slide, path=part.result.path,
+                unreadable=part.result.unreadable,
+            )  # fmt: skip
+            (layer,) = add_layers(self.viewer, [(data, kwargs, kind)])
+            live = self.live[part.index] = LiveHeatmap(layer, self.refresh_interval)
+            return
+        live.finish(part.result)
+
+    def _show_cams(self, part: _XrayDone) -> None:
+        label = part.item.label
+        self._replace_own("cam", lambda meta, layer: meta.get("image") == label)
+        add_layers(self.viewer, cam_layers(part.prediction, name=label, spacing=part.item.spacing, path=part.path))
+        classes = [str(c) for c in part.prediction.classes]
+        if classes != self._table_classes:
+            self._table_classes = classes
+            self._table_rows = {}
+        self._table_rows[label] = [round(float(p), 4) for p in part.prediction.probabilities]
+        self.probabilities.value = {
+            "data": list(self._table_rows.values()),
+            "index": list(self._table_rows),
+            "columns": classes,
+        }
+        self.probabilities.visible = True
+
+    def _on_done(self, outcomes: list[Any]) -> None:
+        self.results = outcomes
+        done = [o for o in outcomes if not isinstance(o, _Failed)]
+        failed = [o for o in outcomes if isinstance(o, _Failed)]
+        what = "slide heatmap" if self._track == "slides" else "chest X-ray"
+        text = f"{len(done)} {what}{'s' if len(done) != 1 else ''} done"
+        if failed:
+            text += f", {len(failed)} failed"
+            self._fail("; ".join(f.message for f in failed))
+        self.summary.value = text
+        if not failed:
+            self.runner.status.value = text
