@@ -79,9 +79,11 @@ def write_float_image(
         metadata["Channel"] = {"Name": [str(n) for n in channel_names]}
     tiled = {"tile": (256, 256)} if max(image.shape[-2:]) > 256 else {}
     with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, ome=True) as tw:
-        tw.write(levels[0], subifds=len(levels) - 1, metadata=metadata, compression="zlib", **tiled)
+        tw.write(
+            levels[0], subifds=len(levels) - 1, metadata=metadata, photometric="minisblack", compression="zlib", **tiled
+        )
         for lv in levels[1:]:
-            tw.write(lv, subfiletype=1, compression="zlib", **tiled)
+            tw.write(lv, subfiletype=1, photometric="minisblack", compression="zlib", **tiled)
     return path
 
 
