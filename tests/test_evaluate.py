@@ -13,11 +13,17 @@ from napari_patchdx import cli
 from napari_patchdx.errors import ConfigError, InputFileError
 from napari_patchdx.evaluate import (
     PointsTable,
+    SlideInput,
     _auc_rows,
     _froc_curve,
     _froc_score,
+    classify_points,
+    evaluate_cxr,
+    evaluate_slide_inputs,
+    evaluate_slides,
     evaluation_mask,
     froc,
+    froc_from_dirs,
     lesion_points,
     multilabel_auroc,
     pointing_game,
@@ -25,6 +31,7 @@ from napari_patchdx.evaluate import (
     roc_auc_ci,
     sensitivity_specificity,
     slide_score,
+    suspected_label_errors,
     youden_thresholds,
 )
 from napari_patchdx.geometry import Grid
@@ -517,3 +524,412 @@ def test_pointing_game() -> None:
     assert res["0"] == 1.0 and math.isnan(res["1"])
     # half-open: a centre on the box's bottom edge is outside
     assert pointing_game(cams[:1], [[(0, 1.0, 2.0, 1.5, 3.0)]])["0"] == 0.0
+
+
+# ================================================================================== outcome classification
+
+
+def test_classify_points_follows_the_froc_lookup() -> None:
+    detections, truths, shapes = _froc_case()
+    out = classify_points(detections["T1"], truths["T1"], shapes["T1"])
+    # T1's points sorted by probability: 0.9 on L1, 0.8 on the ITC, 0.7 background, 0.6 second hit on L1
+    assert list(detections["T1"].probability) == [0.9, 0.8, 0.7, 0.6]
+    assert list(out.outcome) == ["hit", "itc_ignored", "false_positive", "hit"]
+    assert list(out.first_hit) == [True, False, False, False]  # the 0.6 hit is L1's extra detection
+    assert out.lesion[0] == out.lesion[3] != 0 and out.lesion[2] == 0 and out.lesion[1] not in (0, out.lesion[0])
+    assert out.counts() == {"hit": 2, "false_positive": 1, "itc_ignored": 1}
+    # the same counts as the FROC's per-slide row
+    row = next(r for r in froc(detections, truths, shapes).slides if r.slide == "T1")
+    assert (row.false_positives, row.ignored, row.hits) == (1, 1, int(out.first_hit.sum()))
+
+    normal = classify_points(detections["N1"], None, shapes["N1"])
+    assert list(normal.outcome) == ["false_positive", "false_positive"] and not normal.first_hit.any()
+    assert len(classify_points(PointsTable.empty(), truths["T2"], shapes["T2"])) == 0
+    with pytest.raises(InputFileError, match=r"slide 'T9'.*outside"):
+        classify_points(points((0.5, (5000.0, 10.0))), truths["T2"], shapes["T2"], name="T9")
+
+
+def test_suspected_label_errors_rule() -> None:
+    names = ["a", "b", "c", "d", "e"]
+    labels = [0, 0, 1, 1, 0]
+    scores = [0.95, 0.89, 0.02, 0.11, np.nan]  # NaN: no prediction, skipped
+    found = suspected_label_errors(names, labels, scores)
+    # most contradictory first: c (1 - 0.02 = 0.98) before a (0.95)
+    assert [(s["name"], s["label"], s["class"]) for s in found] == [("c", 1, "tumor"), ("a", 0, "tumor")]
+    assert found[0]["contradiction"] == pytest.approx(0.98) and found[1]["contradiction"] == pytest.approx(0.95)
+    assert "labelled tumor but predicted 0.020 <= 0.1" in found[0]["reason"]
+    assert "labelled without tumor but predicted tumor with 0.950 >= 0.9" in found[1]["reason"]
+    assert suspected_label_errors(names, labels, scores, high=0.85, low=0.2)[0]["name"] == "c"
+    assert len(suspected_label_errors(names, labels, scores, high=0.85, low=0.2)) == 4  # b and d join
+    multi = suspected_label_errors(["x", "y"], [[0, 1], [1, 0]], [[0.9, 0.1], [0.5, 0.2]], classes=["nodule", "mass"])
+    assert [(s["name"], s["class"]) for s in multi] == [("x", "nodule"), ("x", "mass")]
+    with pytest.raises(ConfigError, match="low < high"):
+        suspected_label_errors(names, labels, scores, high=0.1, low=0.5)
+
+
+# ============================================================================= evaluate_slides on files
+
+SLIDE_MPP = 1.0  # um/px: level 5 = 32 um cells, growth < 1.17 px, ITC below 8.59 px
+
+
+def _write_heatmap(folder: Path, stem: str, heat: np.ndarray, grid: Grid, slide: Path) -> Path:
+    """A heatmap as infer.py writes it: float32 OME-TIFF + sidecar with its grid."""
+    from napari_patchdx._fsutil import atomic_write_text
+    from napari_patchdx.infer import HEATMAP_FORMAT, heatmap_paths
+    from napari_patchdx.io.ometiff import write_float_image
+
+    paths = heatmap_paths(folder, stem)
+    folder.mkdir(parents=True, exist_ok=True)
+    size = None if grid.mpp is None else (grid.spacing[0] * grid.mpp, grid.spacing[1] * grid.mpp)
+    write_float_image(paths["final"], heat, pixel_size_um=size)
+    side = {"format": HEATMAP_FORMAT, "version": 1, "slide": str(slide), "grid": grid.to_dict()}
+    atomic_write_text(paths["sidecar"], json.dumps(side))
+    return paths["final"]
+
+
+def build_slide_case(root: Path) -> dict:
+    """Three blank slides at 1 um/px with hand-made heatmaps (128 px cells) and annotations.
+
+    tumor_a (2048 x 2048): lesion A = level-0 square 256..768 (a lesion), B = 1560..1640 (an ITC). Heatmap hot
+    cells: (3, 3) 0.9 on A, (12, 12) 0.8 on B, (14, 2) 0.7 background, (5, 5) 0.6 on A (2.8 cells from the first:
+    not suppressed by the 1.46-cell radius). normal_a (1960 x 2048: the last cell row overhangs the slide): one
+    hot cell (15, 7) 0.55 whose centre y = 1984 lies off the slide. normal_b (2048 x 2048): (10, 4) 0.95.
+    """
+    from napari_patchdx.io.annotations import write_asap_xml
+
+    from .conftest import write_pyramid
+
+    slides_dir, heat_dir = root / "slides", root / "infer"
+    slides_dir.mkdir(parents=True)
+    spec = {
+        "tumor_a": ((2048, 2048), {(3, 3): 0.9, (12, 12): 0.8, (14, 2): 0.7, (5, 5): 0.6}),
+        "normal_a": ((1960, 2048), {(15, 7): 0.55}),
+        "normal_b": ((2048, 2048), {(10, 4): 0.95}),
+    }
+    slides = []
+    for stem, ((h, w), hot) in spec.items():
+        path = write_pyramid(slides_dir / f"{stem}.tif", np.full((h, w, 3), 225, np.uint8), mpp=SLIDE_MPP)
+        grid = Grid((-(-h // 128), -(-w // 128)), (128.0, 128.0), (0.0, 0.0), SLIDE_MPP)
+        heat = np.full(grid.shape, 0.05, np.float32)
+        heat[0, :3] = np.nan  # not evaluated
+        for (r, c), p in hot.items():
+            heat[r, c] = p
+        _write_heatmap(heat_dir, stem, heat, grid, path)
+        slides.append(path)
+    truth = AnnotationSet([square(256, 256, 768, 768), square(1560, 1560, 1640, 1640)])
+    xml = write_asap_xml(truth, slides_dir / "tumor_a.xml")  # beside the slide, as annotations_beside finds it
+    return {"slides": slides, "heatmaps": heat_dir, "annotations": {"tumor_a": xml, "normal_a": None, "normal_b": None}}
+
+
+def test_evaluate_slides_hand_computed(tmp_path: Path) -> None:
+    case = build_slide_case(tmp_path)
+    out = tmp_path / "evaluate"
+    metrics = evaluate_slides(case["slides"], case["heatmaps"], out, n_boot=200, seed=1)
+    # FP probabilities 0.7 (tumor_a), 0.55 (normal_a), 0.95 (normal_b); lesion A best 0.9, the ITC 0.
+    # thresholds 0.55, 0.7, 0.9, 0.95 over 3 slides and 1 lesion:
+    #   FPs/slide 1, 2/3, 1/3, 1/3, then (0, 0); sensitivity 1, 1, 1, 0, 0
+    # -> sensitivity 0 at 1/4 FP (between (0, 0) and (1/3, 0)), 1 from 1/2 on: score 5/6
+    froc_json = json.loads((out / "froc.json").read_text())
+    np.testing.assert_allclose(froc_json["fps_per_slide"], [1.0, 2 / 3, 1 / 3, 1 / 3, 0.0])
+    np.testing.assert_allclose(froc_json["sensitivity"], [1.0, 1.0, 1.0, 0.0, 0.0])
+    assert froc_json["score"] == pytest.approx(5 / 6) and metrics["froc"]["score"] == pytest.approx(5 / 6)
+    assert froc_json["sensitivity_at"]["0.25"] == 0.0 and froc_json["sensitivity_at"]["0.5"] == 1.0
+    assert metrics["froc"]["n_lesions"] == 1 and metrics["froc"]["n_itc"] == 1
+    # slide scores: tumour 0.9 against normals 0.55 and 0.95: one of two pairs ordered -> AUC 0.5
+    assert metrics["slide_auc"]["auc"] == pytest.approx(0.5)
+    assert 0.0 <= metrics["slide_auc"]["lo"] <= 0.5 <= metrics["slide_auc"]["hi"] <= 1.0
+    assert (metrics["slide_auc"]["n_tumor"], metrics["slide_auc"]["n_normal"]) == (1, 2)
+    assert metrics["points"] == {
+        "total": 6,
+        "moved_onto_slide": 1,
+        "hit": 2,
+        "false_positive": 3,
+        "itc_ignored": 1,
+    }
+    assert metrics["settings"]["mpp"] == SLIDE_MPP and metrics["settings"]["mpp_source"] == "slides"
+
+    import csv as _csv
+
+    rows = {r["slide"]: r for r in _csv.DictReader((out / "slides.csv").open())}
+    assert rows["tumor_a"] == {
+        "slide": "tumor_a",
+        "label": "tumor",
+        "score": repr(float(np.float32(0.9))),
+        "detections": "4",
+        "lesions": "1",
+        "lesions_detected": "1",
+        "itc_lesions": "1",
+        "itc_detections": "1",
+        "false_positives": "1",
+        "suspect": "0",
+    }
+    assert (rows["normal_a"]["label"], rows["normal_a"]["false_positives"], rows["normal_a"]["suspect"]) == (
+        "normal",
+        "1",
+        "0",
+    )
+    assert rows["normal_b"]["suspect"] == "1"
+
+    # the CSV points: the edge cell's centre (y 1984) moved to the middle of its on-slide part (1920..1960)
+    assert (out / "points" / "normal_a.csv").read_text() == f"{float(np.float32(0.55))!r},960,1940\n"
+    tumour_pts = read_camelyon_csv(out / "points" / "tumor_a.csv")
+    np.testing.assert_allclose(tumour_pts.probability, np.float32([0.9, 0.8, 0.7, 0.6]))
+    np.testing.assert_allclose(tumour_pts.y, [448, 1600, 1856, 704])
+
+    suspects = json.loads((out / "suspects.json").read_text())
+    assert "confidently contradicts" in suspects["rule"] and suspects["high"] == 0.9
+    assert [(s["name"], s["label"], s["thumbnail"]) for s in suspects["suspects"]] == [
+        ("normal_b", "normal", "thumbs/normal_b.png")
+    ]
+    for name in ("froc.png", "roc.png", "thumbs/tumor_a.png", "thumbs/normal_a.png", "thumbs/normal_b.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    assert json.loads((out / "metrics.json").read_text())["froc"]["score"] == pytest.approx(5 / 6)
+    assert not [p for p in out.rglob(".*")]  # no temporary files left
+
+    # the written CSVs score the same with the `froc` command's reader
+    shapes_csv = tmp_path / "shapes.csv"
+    shapes_csv.write_text("slide,height,width\ntumor_a,2048,2048\nnormal_a,1960,2048\nnormal_b,2048,2048\n")
+    again = froc_from_dirs(out / "points", tmp_path / "slides", shapes_csv=shapes_csv, mpp=SLIDE_MPP)
+    assert again.score == pytest.approx(5 / 6)
+
+
+def test_evaluate_slides_in_memory_outcomes_and_skips(tmp_path: Path) -> None:
+    grid = Grid((16, 16), (128.0, 128.0), (0.0, 0.0), SLIDE_MPP)
+    heat = np.full(grid.shape, 0.05)
+    heat[3, 3] = 0.9
+    heat[14, 2] = 0.6
+    truth = AnnotationSet([square(256, 256, 768, 768)])
+    res = evaluate_slide_inputs(
+        [SlideInput("t", heat, grid, truth, (2048, 2048))], mpp=SLIDE_MPP, n_boot=10, score="top2"
+    )
+    # thresholds: {0.6, 0.9} minus the smallest -> at 0.9 no FP and the lesion found: (0, 1), then (0, 0); the
+    # interpolation holds sensitivity 1 beyond 0 FPs -> score 1
+    assert list(res.outcomes["t"].outcome) == ["hit", "false_positive"]
+    assert res.froc is not None and res.froc.score == 1.0
+    assert res.scores[0] == pytest.approx((0.9 + 0.6) / 2)  # mean of the 2 largest
+    assert res.auc is None and "needs tumour and normal slides" in res.auc_note
+    assert res.metrics()["slide_auc"]["skipped"] == res.auc_note
+    normal_only = evaluate_slide_inputs([SlideInput("n", heat, grid, None, (2048, 2048))], mpp=SLIDE_MPP, n_boot=0)
+    assert normal_only.froc is None and "no lesion to find" in normal_only.froc_note
+    assert list(normal_only.outcomes["n"].outcome) == ["false_positive", "false_positive"]
+    given = PointsTable(np.array([300.0]), np.array([300.0]), np.array([0.4]))
+    res = evaluate_slide_inputs([SlideInput("t", None, None, truth, (2048, 2048), points=given)], mpp=SLIDE_MPP)
+    assert list(res.outcomes["t"].outcome) == ["hit"] and math.isnan(res.scores[0])
+    with pytest.raises(ConfigError, match="unknown slide score"):
+        evaluate_slide_inputs([SlideInput("t", heat, grid, truth, (2048, 2048))], score="median")
+
+
+def test_evaluate_slides_bad_input(tmp_path: Path) -> None:
+    case = build_slide_case(tmp_path)
+    slides, heat_dir, ann = case["slides"], case["heatmaps"], case["annotations"]
+    out = tmp_path / "o"
+    with pytest.raises(ConfigError, match="no ground-truth entry for slides normal_b"):
+        evaluate_slides(slides, heat_dir, out, annotations={k: v for k, v in ann.items() if k != "normal_b"})
+    with pytest.raises(ConfigError, match="annotations name slides that are not evaluated: tumor_x"):
+        evaluate_slides(slides, heat_dir, out, annotations={**ann, "tumor_x": ann["tumor_a"]})
+    with pytest.raises(InputFileError, match=r"no heatmap \(<slide>.heatmap.ome.tif .*\) for slides: extra$"):
+        evaluate_slides([*slides, tmp_path / "extra.tif"], heat_dir, out)
+    from .conftest import write_pyramid
+
+    nompp = write_pyramid(tmp_path / "slides" / "nompp.tif", np.full((2048, 2048, 3), 225, np.uint8), mpp=None)
+    grid = Grid((16, 16), (128.0, 128.0), (0.0, 0.0), None)
+    _write_heatmap(heat_dir, "nompp", np.full((16, 16), 0.1, np.float32), grid, nompp)
+    with pytest.raises(ConfigError, match="microns per pixel unknown for slides nompp"):
+        evaluate_slides([slides[0], nompp], heat_dir, out)
+    assert evaluate_slides([slides[0], nompp], heat_dir, out, mpp=SLIDE_MPP, n_boot=0)["settings"]["mpp"] == 1.0
+
+    bad_dir = tmp_path / "bad"
+    grid = Grid((16, 16), (128.0, 128.0), (0.0, 0.0), SLIDE_MPP)
+    _write_heatmap(bad_dir, "tumor_a", np.full((16, 16), 2.0, np.float32), grid, slides[0])
+    with pytest.raises(InputFileError, match=r"tumor_a.heatmap.ome.tif: slide 'tumor_a': heatmap values span 2 \.\. 2"):
+        evaluate_slides(slides[:1], bad_dir, out)
+    _write_heatmap(bad_dir, "tumor_a", np.full((16, 16), np.nan, np.float32), grid, slides[0])
+    with pytest.raises(InputFileError, match="no evaluated cell"):
+        evaluate_slides(slides[:1], bad_dir, out)
+    small = Grid((8, 8), (128.0, 128.0), (0.0, 0.0), SLIDE_MPP)  # another slide's heatmap
+    _write_heatmap(bad_dir, "tumor_a", np.full((8, 8), 0.2, np.float32), small, slides[0])
+    with pytest.raises(InputFileError, match="do not cover the 2048 x 2048 px level-0 slide"):
+        evaluate_slides(slides[:1], bad_dir, out)
+
+
+# ================================================================================ evaluate_cxr on files
+
+CXR_CLASSES = ("nodule", "effusion")
+CXR_LABELS = np.array([[0, 1], [0, 0], [0, 1], [1, 0], [1, 1], [1, 0]])
+CXR_SCORES = np.array([[0.10, 0.80], [0.20, 0.30], [0.95, 0.60], [0.40, 0.50], [0.70, 0.55], [0.90, 0.05]])
+# lesion boxes (image, class, y0, x0, y1, x1) and the CAM peak cell of each (image, class): hit or miss
+CXR_BOXES = [
+    (0, "effusion", 20, 0, 32, 16),
+    (2, "effusion", 20, 16, 32, 32),
+    (3, "nodule", 4, 4, 12, 12),
+    (4, "nodule", 4, 20, 12, 28),
+    (4, "effusion", 20, 0, 32, 32),
+    (5, "nodule", 16, 16, 24, 24),
+]
+CXR_PEAKS = {(0, "effusion"): (25, 5), (2, "effusion"): (5, 5), (3, "nodule"): (8, 8), (4, "nodule"): (8, 8)}
+CXR_PEAKS |= {(4, "effusion"): (2, 2), (5, "nodule"): (20, 20)}  # nodule 2 of 3 hits, effusion 1 of 3
+
+
+def build_cxr_case(root: Path, name: str = "infer", scores: np.ndarray = CXR_SCORES) -> tuple[Path, Path]:
+    """A 6-image, 32 x 32 px cohort (labels.csv, lesions.csv, PNGs) and hand-made predictions of it.
+
+    The predictions list the classes in the other order (effusion, nodule) to check that classes are matched by
+    name.
+    """
+    from PIL import Image
+
+    from napari_patchdx.infer import CxrPrediction, save_cxr_prediction
+
+    cohort = root / "cohort"
+    if not (cohort / "labels.csv").exists():
+        (cohort / "images").mkdir(parents=True)
+        rows = ["image,nodule,effusion,png"]
+        for i, (a, b) in enumerate(CXR_LABELS):
+            grey = (np.add.outer(np.arange(32), np.arange(32)) * 4).astype(np.uint8)
+            Image.fromarray(grey).save(cohort / "images" / f"cxr_{i}.png")
+            rows.append(f"cxr_{i},{a},{b},images/cxr_{i}.png")
+        (cohort / "labels.csv").write_text("\n".join(rows) + "\n")
+        lesions = ["image,lesion,class,y0,x0,y1,x1"]
+        lesions += [f"cxr_{i},{k},{c},{y0},{x0},{y1},{x1}" for k, (i, c, y0, x0, y1, x1) in enumerate(CXR_BOXES)]
+        (cohort / "lesions.csv").write_text("\n".join(lesions) + "\n")
+    infer = root / name
+    for i in range(len(CXR_LABELS)):
+        cams = np.zeros((2, 32, 32), np.float32)  # (effusion, nodule)
+        for k, cls in enumerate(("effusion", "nodule")):
+            r, c = CXR_PEAKS.get((i, cls), (0, 31))
+            cams[k, r, c] = 5.0
+        probs = np.array([scores[i, 1], scores[i, 0]], np.float32)
+        save_cxr_prediction(CxrPrediction(("effusion", "nodule"), probs, cams, (32, 32)), infer, name=f"cxr_{i}")
+    return cohort, infer
+
+
+def test_evaluate_cxr_hand_computed(tmp_path: Path) -> None:
+    cohort, infer = build_cxr_case(tmp_path)
+    out = tmp_path / "evaluate"
+    metrics = evaluate_cxr(infer, cohort, out, thresholds={"nodule": 0.5, "effusion": 0.5}, n_boot=100, seed=0)
+    # nodule: positives 0.4, 0.7, 0.9 against negatives 0.1, 0.2, 0.95 -> 6 of 9 pairs; effusion separates: 1
+    assert metrics["classes"] == ["nodule", "effusion"]
+    assert metrics["auroc"]["nodule"]["auc"] == pytest.approx(2 / 3)
+    assert metrics["auroc"]["effusion"]["auc"] == pytest.approx(1.0)
+    assert metrics["mean_auroc"]["auc"] == pytest.approx(5 / 6)
+    assert metrics["auroc"]["nodule"]["lo"] <= 2 / 3 <= metrics["auroc"]["nodule"]["hi"]
+    # at 0.5: nodule 0.7, 0.9 of the positives (2/3), 0.1, 0.2 of the negatives below (2/3);
+    # effusion all positives (1), negatives 0.3 and 0.05 below but 0.5 >= 0.5 called positive (2/3)
+    assert metrics["sensitivity"] == pytest.approx({"nodule": 2 / 3, "effusion": 1.0})
+    assert metrics["specificity"] == pytest.approx({"nodule": 2 / 3, "effusion": 2 / 3})
+    assert metrics["threshold_source"] == {"nodule": "given", "effusion": "given"}
+    assert metrics["pointing_game"] == pytest.approx({"nodule": 2 / 3, "effusion": 1 / 3})
+    assert metrics["pointing_pairs"] == {"nodule": 3, "effusion": 3}
+    assert metrics["n_positive"] == {"nodule": 3, "effusion": 3} and metrics["suspects"] == 1
+
+    import csv as _csv
+
+    rows = {r["image"]: r for r in _csv.DictReader((out / "images.csv").open())}
+    assert rows["cxr_2"]["labels"] == "effusion" and rows["cxr_1"]["labels"] == "normal"
+    assert (rows["cxr_2"]["nodule_probability"], rows["cxr_2"]["nodule_predicted"]) == (
+        repr(float(np.float32(0.95))),
+        "1",
+    )
+    assert rows["cxr_2"]["nodule_peak_in_box"] == "" and rows["cxr_2"]["effusion_peak_in_box"] == "0"
+    assert rows["cxr_0"]["effusion_peak_in_box"] == "1" and rows["cxr_2"]["suspect"] == "1"
+    suspects = json.loads((out / "suspects.json").read_text())["suspects"]
+    assert [(s["name"], s["class"], s["label"]) for s in suspects] == [("cxr_2", "nodule", 0)]
+    assert suspects[0]["thumbnail"] == "thumbs/cxr_2.png"
+    auroc = json.loads((out / "auroc.json").read_text())
+    assert auroc["mean_auroc"]["auc"] == pytest.approx(5 / 6) and auroc["thresholds"]["nodule"] == 0.5
+    for name in ("roc.png", *(f"thumbs/cxr_{i}.png" for i in range(6))):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG", name
+
+    # without thresholds: Youden's J on these images (nodule 0.4: J = 1 - 1/3; effusion 0.55: J = 1), flagged
+    metrics = evaluate_cxr(infer, cohort, out, n_boot=0, thumbnails=False)
+    assert metrics["thresholds"] == pytest.approx({"nodule": 0.4, "effusion": float(np.float32(0.55))})
+    assert set(metrics["threshold_source"].values()) == {"youden on the evaluated images"}
+    assert "optimistic" in metrics["thresholds_note"]
+    assert metrics["sensitivity"] == pytest.approx({"nodule": 1.0, "effusion": 1.0})
+    assert metrics["specificity"] == pytest.approx({"nodule": 2 / 3, "effusion": 1.0})
+    sub = evaluate_cxr(infer, cohort, out, images=["cxr_0", "cxr_1", "cxr_3"], n_boot=0, thumbnails=False)
+    assert sub["n_images"] == 3 and sub["pointing_pairs"] == {"nodule": 1, "effusion": 1}
+
+
+def test_evaluate_cxr_bad_input(tmp_path: Path) -> None:
+    from napari_patchdx.infer import CxrPrediction, save_cxr_prediction
+
+    cohort, infer = build_cxr_case(tmp_path)
+    out = tmp_path / "o"
+    with pytest.raises(ConfigError, match=r"images without a row in .*labels\.csv: cxr_9"):
+        evaluate_cxr(infer, cohort, out, images=["cxr_0", "cxr_9"], n_boot=0)
+    for p in infer.glob("cxr_1.*"):
+        p.unlink()
+    with pytest.raises(InputFileError, match=r"no prediction \(<image>.cam.json\) for images: cxr_1"):
+        evaluate_cxr(infer, cohort, out, images=["cxr_0", "cxr_1"], n_boot=0)
+    assert evaluate_cxr(infer, cohort, out, n_boot=0, thumbnails=False)["n_images"] == 5  # default: the predictions
+    with pytest.raises(ConfigError, match="thresholds for classes mass"):
+        evaluate_cxr(infer, cohort, out, thresholds={"mass": 0.5}, n_boot=0)
+    stray = CxrPrediction(("effusion", "nodule"), np.array([0.5, 0.5], np.float32), np.zeros((2, 32, 32)), (32, 32))
+    save_cxr_prediction(stray, infer, name="cxr_99")
+    with pytest.raises(ConfigError, match=r"for images that are not in .*labels\.csv: cxr_99"):
+        evaluate_cxr(infer, cohort, out, n_boot=0)
+    for p in infer.glob("cxr_99.*"):
+        p.unlink()
+    nan = CxrPrediction(("effusion", "nodule"), np.array([np.nan, 0.5], np.float32), np.zeros((2, 32, 32)), (32, 32))
+    save_cxr_prediction(nan, infer, name="cxr_1")
+    with pytest.raises(InputFileError, match=r"cxr_1.cam.json: probability of effusion is NaN"):
+        evaluate_cxr(infer, cohort, out, n_boot=0)
+    one = CxrPrediction(("nodule",), np.array([0.5], np.float32), np.zeros((1, 32, 32)), (32, 32))
+    save_cxr_prediction(one, infer, name="cxr_1")
+    with pytest.raises(InputFileError, match="has no prediction for classes effusion"):
+        evaluate_cxr(infer, cohort, out, n_boot=0)
+    build_cxr_case(tmp_path)  # repaired
+    (cohort / "lesions.csv").write_text("image,class,y0,x0,y1\ncxr_0,nodule,1,2,3\n")
+    with pytest.raises(InputFileError, match=r"lesions\.csv: missing columns x1"):
+        evaluate_cxr(infer, cohort, out, n_boot=0)
+    (cohort / "lesions.csv").write_text("image,class,y0,x0,y1,x1\ncxr_0,mass,1,2,3,4\n")
+    with pytest.raises(InputFileError, match="line 2: unknown class 'mass'"):
+        evaluate_cxr(infer, cohort, out, n_boot=0)
+
+
+# ================================================================================ napari layer data (no Qt)
+
+
+def test_outcome_points_layer_and_layer_conversions() -> None:
+    from matplotlib.colors import to_rgba
+
+    from napari_patchdx.evaluate import OUTCOME_COLORS
+    from napari_patchdx.geometry import napari_transform, vector_transform
+    from napari_patchdx.layers_eval import grid_from_layer, outcome_points_layer, points_from_layer
+
+    detections, truths, shapes = _froc_case()
+    pts = detections["T1"]
+    out = classify_points(pts, truths["T1"], shapes["T1"])
+    data, kwargs, kind = outcome_points_layer(pts, out, 0.5, name="T1 outcomes", diameter_um=50.0, top_k=3)
+    assert kind == "points" and data.shape == (3, 2)
+    np.testing.assert_allclose(data, pts.yx[:3])
+    assert kwargs["features"]["outcome"] == ["hit", "itc_ignored", "false_positive"]
+    np.testing.assert_allclose(
+        kwargs["face_color"], [to_rgba(OUTCOME_COLORS[o]) for o in kwargs["features"]["outcome"]]
+    )
+    assert kwargs["size"] == 100.0  # 50 um at 0.5 um/px, in level-0 pixels
+    assert kwargs["metadata"]["patchdx"]["counts"] == {"hit": 2, "false_positive": 1, "itc_ignored": 1}
+    assert (kwargs["scale"], kwargs["translate"]) == tuple(vector_transform(0.5).values())
+
+    # a heatmap layer without a recorded grid: the grid comes back from its napari transform
+    grid = Grid((7, 9), (128.0, 128.0), (16.0, 32.0), 0.25)
+    t = napari_transform(grid.spacing, grid.origin, grid.mpp)
+    back = grid_from_layer({"patchdx": {"mpp": 0.25}}, t["scale"], t["translate"], (7, 9))
+    np.testing.assert_allclose(back.spacing, grid.spacing)
+    np.testing.assert_allclose(back.origin, grid.origin)
+    assert back.shape == grid.shape and back.mpp == 0.25
+    assert grid_from_layer({"patchdx": {"grid": grid.to_dict()}}, (1, 1), (0, 0), (7, 9)) == grid
+
+    # points in level 0 (our layers) or in world micrometres (any other layer)
+    table = points_from_layer(
+        pts.yx, {"probability": pts.probability}, {"patchdx": {"frame": "level0"}}, (1, 1), (0, 0)
+    )
+    np.testing.assert_allclose(table.yx, pts.yx)
+    world = (pts.yx - 0.5) * 0.5  # level0_to_world with 0.5 um/px
+    table = points_from_layer(world, {"probability": pts.probability}, {"patchdx": {"mpp": 0.5}}, (1, 1), (0, 0))
+    np.testing.assert_allclose(table.yx, pts.yx)
+    with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
+        points_from_layer(
+            pts.yx, {"probability": pts.probability * 2}, {"patchdx": {"frame": "level0"}}, (1, 1), (0, 0)
+        )

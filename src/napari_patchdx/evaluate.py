@@ -28,10 +28,21 @@ CAMELYON16 FROC (the official protocol, see ``shared/REFERENCE.md``)
       same names; with one, every detection slide must be listed and every listed slide needs a ground-truth
       entry (``None`` for a normal slide); a listed slide without detections contributes none.
 
+    :func:`classify_points` gives the outcome of every detection by the very same lookup (hit / false positive /
+    ITC-ignored, :class:`PointOutcomes`), for the napari points coloured by outcome and the thumbnails.
+
 Slide level and chest X-rays
     :func:`slide_score` (maximum, as Liu et al., or mean of the top k), :func:`roc_auc_ci` (bootstrap confidence
     interval), :func:`multilabel_auroc`, :func:`youden_thresholds`, :func:`sensitivity_specificity` and
     :func:`pointing_game` (CAM localisation).
+
+Evaluating a run
+    :func:`evaluate_slides` (heatmap files -> lesion points, FROC, slide AUC, ``slides.csv``, thumbnails) and
+    :func:`evaluate_cxr` (CAM files -> per-class AUROC, operating points, pointing game, ``images.csv``,
+    thumbnails) write a run's ``evaluate/`` folder and return its metrics; both have ``*_job`` twins that yield
+    progress for the widgets. :func:`evaluate_slide_inputs_job` is the in-memory core (heatmaps, annotations or
+    points held by napari layers). Both tracks list suspected label errors (:data:`SUSPECT_RULE`): cases whose
+    prediction confidently contradicts their label.
 
 Every writer writes atomically (a temporary file beside the target, then ``os.replace``).
 """
@@ -56,6 +67,7 @@ from ._fsutil import atomic_write_bytes
 from .errors import ConfigError, InputFileError
 from .geometry import Grid
 from .io.annotations import AnnotationSet, read_annotations
+from .progress import Job, Progress, run_job
 
 __all__ = [
     "CAMELYON_LEVEL",
@@ -64,19 +76,46 @@ __all__ = [
     "GROWTH_UM",
     "ITC_MAJOR_AXIS_UM",
     "LIU_RADIUS_UM",
+    "OUTCOMES",
+    "OUTCOME_COLORS",
+    "OUTCOME_FALSE_POSITIVE",
+    "OUTCOME_HIT",
+    "OUTCOME_ITC",
+    "SLIDES_CSV_COLUMNS",
+    "SUSPECT_HIGH",
+    "SUSPECT_LOW",
+    "SUSPECT_RULE",
     "FrocResult",
+    "PointOutcomes",
+    "PointingPair",
     "PointsTable",
     "SlideFroc",
+    "SlideInput",
+    "SlidesEvaluation",
+    "classify_points",
+    "cxr_thumbnail",
+    "draw_froc",
+    "draw_roc",
+    "evaluate_cxr",
+    "evaluate_cxr_job",
+    "evaluate_slide_inputs",
+    "evaluate_slide_inputs_job",
+    "evaluate_slides",
+    "evaluate_slides_job",
     "evaluation_mask",
     "froc",
     "froc_from_dirs",
     "lesion_points",
     "multilabel_auroc",
     "pointing_game",
+    "pointing_game_pairs",
     "read_camelyon_csv",
     "roc_auc_ci",
     "sensitivity_specificity",
     "slide_score",
+    "slide_thumbnail",
+    "suspected_label_errors",
+    "thresholds_from_checkpoint",
     "youden_thresholds",
 ]
 
@@ -575,28 +614,9 @@ class FrocResult:
 
     def plot(self, path: PathLike, *, overwrite: bool = True) -> Path:
         """Save the FROC curve as a PNG (matplotlib, Agg; no display needed), atomically; returns the path."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(6.0, 4.5), dpi=100)
-        FigureCanvasAgg(fig)
-        ax = fig.add_subplot(1, 1, 1)
-        order = np.argsort(self.fps_per_slide, kind="stable")
-        ax.plot(self.fps_per_slide[order], self.sensitivity[order], "-", color="tab:blue", label="FROC")
-        rates = np.array(list(self.sensitivity_at.keys()))
-        ax.plot(rates, list(self.sensitivity_at.values()), "o", color="tab:red", label="scored points")
-        right = max(8.5, float(np.max(self.fps_per_slide)) * 1.05 if len(self.fps_per_slide) else 8.5)
-        ax.set_xlim(0.0, right)
-        ax.set_ylim(0.0, 1.02)
-        ax.set_xlabel("average false positives per slide")
-        ax.set_ylabel("lesion sensitivity")
-        ax.set_title(f"CAMELYON16 FROC: score {self.score:.4f} ({self.n_slides} slides, {self.n_lesions} lesions)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(loc="lower right")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        return _atomic_write(path, buf.getvalue(), overwrite)
+        fig = _new_figure((6.0, 4.5))
+        draw_froc(fig.add_subplot(1, 1, 1), self)
+        return _save_figure(fig, path, overwrite)
 
 
 def _froc_curve(
@@ -662,6 +682,208 @@ def _resolve_slides(
     return order
 
 
+OUTCOME_HIT = "hit"
+"""Outcome of a detection inside a (non-ITC) lesion of the evaluation mask."""
+OUTCOME_FALSE_POSITIVE = "false_positive"
+"""Outcome of a detection on a non-tumour pixel of the evaluation mask (every detection of a normal slide)."""
+OUTCOME_ITC = "itc_ignored"
+"""Outcome of a detection on an isolated-tumour-cell cluster: neither hit nor false positive."""
+OUTCOMES = (OUTCOME_HIT, OUTCOME_FALSE_POSITIVE, OUTCOME_ITC)
+"""Every detection outcome, in display order."""
+
+
+@dataclass(frozen=True, eq=False)
+class PointOutcomes:
+    """How the CAMELYON16 protocol counts each detection of one slide (same order as its :class:`PointsTable`).
+
+    Attributes:
+        outcome: (n,) str, one of :data:`OUTCOMES`: ``"hit"`` (in a lesion), ``"false_positive"`` (on a
+            non-tumour pixel of the evaluation mask, or anywhere on a normal slide), ``"itc_ignored"`` (on an
+            isolated-tumour-cell cluster).
+        lesion: (n,) int64 label of the evaluation-mask region the detection falls in (0 = none); detections
+            with the same label are in the same lesion.
+        first_hit: (n,) bool, True for the detection that gives its lesion its probability (the most probable
+            one; the first in table order on ties). The other hits on that lesion count neither as hits again
+            nor as false positives.
+    """
+
+    outcome: np.ndarray
+    lesion: np.ndarray
+    first_hit: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.outcome.shape[0])
+
+    def counts(self) -> dict[str, int]:
+        """Number of detections of every outcome (keys :data:`OUTCOMES`)."""
+        return {name: int(np.count_nonzero(self.outcome == name)) for name in OUTCOMES}
+
+
+@dataclass(frozen=True)
+class _SlideLookup:
+    """One slide's detections looked up in its evaluation mask (internal to :func:`froc`)."""
+
+    row: SlideFroc
+    outcomes: PointOutcomes
+    fp_probs: np.ndarray
+    tp_probs: np.ndarray  # best probability per evaluation-mask label (0 for missed lesions and ITCs)
+    unchecked: bool  # no level-0 shape known: the outside-the-slide check was off
+
+
+def _lookup_slide(
+    name: str,
+    det: PointsTable | None,
+    truth: AnnotationSet | ArrayLike | None,
+    shape: tuple[int, int] | None,
+    level: int,
+    mpp: float,
+) -> _SlideLookup:
+    """Look one slide's detections up in its evaluation mask exactly as the official ``Evaluation_FROC.py``."""
+    ds = 2**level
+    if det is None:
+        det = PointsTable.empty()
+    elif not isinstance(det, PointsTable):
+        raise ConfigError(f"slide {name!r}: detections must be a PointsTable, got {type(det).__name__}")
+    prob = det.probability
+    bad = np.flatnonzero((prob < 0) | (prob > 1))
+    if bad.size:
+        raise InputFileError(
+            det.source,
+            f"slide {name!r}: {bad.size} probabilities lie outside [0, 1] (e.g. {prob[bad[0]]!r}); "
+            "FROC needs probabilities",
+        )
+    mask_array: np.ndarray | None = None
+    if truth is not None and not isinstance(truth, AnnotationSet):
+        mask_array = np.asarray(truth)
+        if mask_array.ndim != 2:
+            raise ConfigError(f"slide {name!r}: a tumour mask must be 2-D, got shape {mask_array.shape}")
+    unchecked = False
+    if shape is not None:
+        extent: tuple[int, int] | None = _check_shape(shape, f"slide {name!r}")
+    elif mask_array is not None:
+        extent = (mask_array.shape[0] * ds, mask_array.shape[1] * ds)
+    else:
+        extent = None
+        unchecked = len(det) > 0
+    if extent is not None and len(det):
+        outside = np.flatnonzero((det.y < 0) | (det.x < 0) | (det.y >= extent[0]) | (det.x >= extent[1]))
+        if outside.size:
+            k = int(outside[0])
+            raise InputFileError(
+                det.source,
+                f"slide {name!r}: {outside.size} detection(s) lie outside the {extent[0]} x {extent[1]} px "
+                f"level-0 slide (height x width), e.g. X={det.x[k]:g}, Y={det.y[k]:g}",
+            )
+    n = len(det)
+    if truth is None:
+        outcomes = PointOutcomes(
+            outcome=np.full(n, OUTCOME_FALSE_POSITIVE, dtype=object),
+            lesion=np.zeros(n, dtype=np.int64),
+            first_hit=np.zeros(n, dtype=bool),
+        )
+        row = SlideFroc(name, False, 0, 0, n, 0, n, 0)
+        return _SlideLookup(row, outcomes, prob, np.empty(0), unchecked)
+    if isinstance(truth, AnnotationSet):
+        if extent is None:
+            ymax = xmax = 1.0
+            if truth.regions:
+                _, _, by, bx = truth.bounds()
+                ymax, xmax = max(ymax, by), max(xmax, bx)
+            if n:
+                ymax, xmax = max(ymax, float(det.y.max()) + 1), max(xmax, float(det.x.max()) + 1)
+            extent = (math.ceil(ymax), math.ceil(xmax))
+        labels, itc, _ = evaluation_mask(truth, extent, level, mpp)
+    else:
+        assert mask_array is not None
+        labels, itc, _ = evaluation_mask(mask_array, shape, level, mpp)
+    r = (det.y / ds).astype(np.int64)  # int() truncation, as the official code (coordinates are >= 0)
+    c = (det.x / ds).astype(np.int64)
+    if n and (r.max() >= labels.shape[0] or c.max() >= labels.shape[1] or r.min() < 0 or c.min() < 0):
+        raise InputFileError(det.source, f"slide {name!r}: detections fall outside the {labels.shape} evaluation mask")
+    hit = labels[r, c]
+    n_labels = int(labels.max())
+    is_itc = np.zeros(n_labels + 1, dtype=bool)
+    is_itc[list(itc)] = True
+    on_itc = is_itc[hit]
+    fp = hit == 0
+    lesion = ~fp & ~on_itc
+    best = np.zeros(n_labels, dtype=np.float64)
+    np.maximum.at(best, hit[lesion] - 1, prob[lesion])
+    outcome = np.full(n, OUTCOME_HIT, dtype=object)
+    outcome[fp] = OUTCOME_FALSE_POSITIVE
+    outcome[on_itc] = OUTCOME_ITC
+    first_hit = np.zeros(n, dtype=bool)
+    seen: set[int] = set()
+    for k in np.flatnonzero(lesion).tolist():  # table order is decreasing probability: the first is the best
+        if int(hit[k]) not in seen:
+            seen.add(int(hit[k]))
+            first_hit[k] = True
+    lesion_ids = np.setdiff1d(np.arange(1, n_labels + 1), np.fromiter(itc, dtype=np.int64, count=len(itc)))
+    row = SlideFroc(
+        slide=name,
+        is_tumor=True,
+        n_lesions=int(lesion_ids.size),
+        n_itc=len(itc),
+        n_detections=n,
+        hits=int(np.count_nonzero(best[lesion_ids - 1] > 0)),
+        false_positives=int(np.count_nonzero(fp)),
+        ignored=int(np.count_nonzero(on_itc)),
+    )
+    outcomes = PointOutcomes(outcome=outcome, lesion=hit.astype(np.int64), first_hit=first_hit)
+    return _SlideLookup(row, outcomes, prob[fp], best, unchecked)
+
+
+def _warn_unchecked(unchecked: Sequence[str], stacklevel: int = 3) -> None:
+    if unchecked:
+        warnings.warn(
+            f"no level-0 shape for {len(unchecked)} slide(s) ({_names(unchecked)}): the check that their "
+            "detections lie on the slide is off (annotated slides are rasterised over the extent of their "
+            "annotations and detections)",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
+
+
+def _froc_lookups(
+    detections: Mapping[str, PointsTable],
+    truths: Mapping[str, AnnotationSet | ArrayLike | None],
+    level0_shapes: Mapping[str, tuple[int, int]] | None,
+    level: int,
+    mpp: float,
+    slides: Sequence[str] | None,
+) -> list[_SlideLookup]:
+    level, mpp = _check_protocol(level, mpp)
+    order = _resolve_slides(detections, truths, slides)
+    if not order:
+        raise ConfigError("no slides to evaluate")
+    shapes = level0_shapes or {}
+    return [_lookup_slide(name, detections.get(name), truths[name], shapes.get(name), level, mpp) for name in order]
+
+
+def _froc_result(lookups: Sequence[_SlideLookup], level: int, mpp: float) -> FrocResult:
+    rows = [lk.row for lk in lookups]
+    n_lesions = sum(row.n_lesions for row in rows)
+    if n_lesions == 0:
+        raise ConfigError(
+            f"no lesion to find in the {len(rows)} slide(s) (no tumour slide, or only isolated tumour cells): "
+            "lesion sensitivity and the FROC score are undefined"
+        )
+    fp_probs = np.concatenate([lk.fp_probs for lk in lookups]) if lookups else np.empty(0)
+    tp_probs = np.concatenate([lk.tp_probs for lk in lookups]) if lookups else np.empty(0)
+    fps, sens, thresholds = _froc_curve(fp_probs, tp_probs, len(rows), n_lesions)
+    at = _froc_score(fps, sens)
+    return FrocResult(
+        score=float(np.mean(list(at.values()))),
+        sensitivity_at=at,
+        fps_per_slide=fps,
+        sensitivity=sens,
+        thresholds=thresholds,
+        slides=rows,
+        level=int(level),
+        mpp=float(mpp),
+    )
+
+
 def froc(
     detections: Mapping[str, PointsTable],
     truths: Mapping[str, AnnotationSet | ArrayLike | None],
@@ -680,7 +902,8 @@ def froc(
     for each threshold t (every distinct probability except the smallest, including the 0 of each missed lesion
     and ITC, as the official code), false positives with probability >= t over the number of slides, and lesions
     whose best probability is >= t over the number of non-ITC lesions; a (0, 0) point closes it. The score is the
-    mean sensitivity at 1/4, 1/2, 1, 2, 4 and 8 FPs per slide.
+    mean sensitivity at 1/4, 1/2, 1, 2, 4 and 8 FPs per slide. :func:`classify_points` gives the outcome of
+    every detection by the same lookup.
 
     Args:
         detections: slide name -> its lesion points (level-0 (y, x) and probability in [0, 1]).
@@ -702,127 +925,42 @@ def froc(
             names the slide and the detection file when known.
     """
     level, mpp = _check_protocol(level, mpp)
-    ds = 2**level
-    order = _resolve_slides(detections, truths, slides)
-    if not order:
-        raise ConfigError("no slides to evaluate")
-    shapes = level0_shapes or {}
-    fp_list: list[np.ndarray] = []
-    tp_list: list[np.ndarray] = []
-    rows: list[SlideFroc] = []
-    unchecked: list[str] = []
-    for name in order:
-        det = detections.get(name)
-        if det is None:
-            det = PointsTable.empty()
-        elif not isinstance(det, PointsTable):
-            raise ConfigError(f"slide {name!r}: detections must be a PointsTable, got {type(det).__name__}")
-        truth = truths[name]
-        prob = det.probability
-        bad = np.flatnonzero((prob < 0) | (prob > 1))
-        if bad.size:
-            raise InputFileError(
-                det.source,
-                f"slide {name!r}: {bad.size} probabilities lie outside [0, 1] (e.g. {prob[bad[0]]!r}); "
-                "FROC needs probabilities",
-            )
-        mask_array: np.ndarray | None = None
-        if truth is not None and not isinstance(truth, AnnotationSet):
-            mask_array = np.asarray(truth)
-            if mask_array.ndim != 2:
-                raise ConfigError(f"slide {name!r}: a tumour mask must be 2-D, got shape {mask_array.shape}")
-        if name in shapes:
-            extent: tuple[int, int] | None = _check_shape(shapes[name], f"slide {name!r}")
-        elif mask_array is not None:
-            extent = (mask_array.shape[0] * ds, mask_array.shape[1] * ds)
-        else:
-            extent = None
-            if len(det):
-                unchecked.append(name)
-        if extent is not None and len(det):
-            outside = np.flatnonzero((det.y < 0) | (det.x < 0) | (det.y >= extent[0]) | (det.x >= extent[1]))
-            if outside.size:
-                k = int(outside[0])
-                raise InputFileError(
-                    det.source,
-                    f"slide {name!r}: {outside.size} detection(s) lie outside the {extent[0]} x {extent[1]} px "
-                    f"level-0 slide (height x width), e.g. X={det.x[k]:g}, Y={det.y[k]:g}",
-                )
-        if truth is None:
-            fp_list.append(prob)
-            rows.append(SlideFroc(name, False, 0, 0, len(det), 0, len(det), 0))
-            continue
-        if isinstance(truth, AnnotationSet):
-            if extent is None:
-                ymax = xmax = 1.0
-                if truth.regions:
-                    _, _, by, bx = truth.bounds()
-                    ymax, xmax = max(ymax, by), max(xmax, bx)
-                if len(det):
-                    ymax, xmax = max(ymax, float(det.y.max()) + 1), max(xmax, float(det.x.max()) + 1)
-                extent = (math.ceil(ymax), math.ceil(xmax))
-            labels, itc, _ = evaluation_mask(truth, extent, level, mpp)
-        else:
-            assert mask_array is not None
-            labels, itc, _ = evaluation_mask(mask_array, shapes.get(name), level, mpp)
-        r = (det.y / ds).astype(np.int64)  # int() truncation, as the official code (coordinates are >= 0)
-        c = (det.x / ds).astype(np.int64)
-        if len(det) and (r.max() >= labels.shape[0] or c.max() >= labels.shape[1] or r.min() < 0 or c.min() < 0):
-            raise InputFileError(
-                det.source, f"slide {name!r}: detections fall outside the {labels.shape} evaluation mask"
-            )
-        hit = labels[r, c]
-        n_labels = int(labels.max())
-        is_itc = np.zeros(n_labels + 1, dtype=bool)
-        is_itc[list(itc)] = True
-        on_itc = is_itc[hit]
-        fp = hit == 0
-        lesion = ~fp & ~on_itc
-        best = np.zeros(n_labels, dtype=np.float64)
-        np.maximum.at(best, hit[lesion] - 1, prob[lesion])
-        fp_list.append(prob[fp])
-        tp_list.append(best)
-        lesion_ids = np.setdiff1d(np.arange(1, n_labels + 1), np.fromiter(itc, dtype=np.int64, count=len(itc)))
-        rows.append(
-            SlideFroc(
-                slide=name,
-                is_tumor=True,
-                n_lesions=int(lesion_ids.size),
-                n_itc=len(itc),
-                n_detections=len(det),
-                hits=int(np.count_nonzero(best[lesion_ids - 1] > 0)),
-                false_positives=int(np.count_nonzero(fp)),
-                ignored=int(np.count_nonzero(on_itc)),
-            )
-        )
-    if unchecked:
-        warnings.warn(
-            f"no level-0 shape for {len(unchecked)} slide(s) ({_names(unchecked)}): the check that their "
-            "detections lie on the slide is off (annotated slides are rasterised over the extent of their "
-            "annotations and detections)",
-            UserWarning,
-            stacklevel=2,
-        )
-    n_lesions = sum(row.n_lesions for row in rows)
-    if n_lesions == 0:
-        raise ConfigError(
-            f"no lesion to find in the {len(rows)} slide(s) (no tumour slide, or only isolated tumour cells): "
-            "lesion sensitivity and the FROC score are undefined"
-        )
-    fp_probs = np.concatenate(fp_list) if fp_list else np.empty(0)
-    tp_probs = np.concatenate(tp_list) if tp_list else np.empty(0)
-    fps, sens, thresholds = _froc_curve(fp_probs, tp_probs, len(rows), n_lesions)
-    at = _froc_score(fps, sens)
-    return FrocResult(
-        score=float(np.mean(list(at.values()))),
-        sensitivity_at=at,
-        fps_per_slide=fps,
-        sensitivity=sens,
-        thresholds=thresholds,
-        slides=rows,
-        level=level,
-        mpp=mpp,
-    )
+    lookups = _froc_lookups(detections, truths, level0_shapes, level, mpp, slides)
+    _warn_unchecked([lk.row.slide for lk in lookups if lk.unchecked])
+    return _froc_result(lookups, level, mpp)
+
+
+def classify_points(
+    points: PointsTable,
+    truth: AnnotationSet | ArrayLike | None,
+    level0_shape: tuple[int, int] | None = None,
+    level: int = CAMELYON_LEVEL,
+    mpp: float = CAMELYON_MPP,
+    *,
+    name: str = "slide",
+) -> PointOutcomes:
+    """The outcome of every detection of one slide under the CAMELYON16 protocol (as :func:`froc` counts it).
+
+    Args:
+        points: the slide's detections (level-0 (y, x), probability in [0, 1]).
+        truth: an :class:`AnnotationSet`, a tumour mask at level ``level`` (non-zero is tumour), or None for a
+            normal slide (every detection is then a false positive).
+        level0_shape: the slide's level-0 (height, width); see :func:`froc` for what happens without it.
+        level, mpp: the protocol's pyramid level and level-0 microns per pixel (5 and 0.243 in the challenge).
+        name: the slide's name, used in error messages.
+
+    Returns:
+        A :class:`PointOutcomes` aligned with ``points`` (hit / false positive / ITC-ignored, lesion label and
+        whether the detection is its lesion's best).
+
+    Raises:
+        InputFileError: a detection outside the slide or a probability outside [0, 1].
+        ConfigError: bad level / mpp / shape / mask.
+    """
+    level, mpp = _check_protocol(level, mpp)
+    lookup = _lookup_slide(str(name), points, truth, level0_shape, level, mpp)
+    _warn_unchecked([str(name)] if lookup.unchecked else [])
+    return lookup.outcomes
 
 
 # ------------------------------------------------------------------------------------ FROC from folders
@@ -910,8 +1048,9 @@ def froc_from_dirs(
       against the slide (a warning says so).
 
     Raises:
-        InputFileError: a missing folder, a bad CSV / slide list / shapes file, a detection off the slide.
-        ConfigError: slide-set mismatches (the message lists the names), no lesion to find.
+        InputFileError: a missing folder, a bad CSV / slide list / shapes file, a detection off the slide, an
+            annotated slide without a CSV (when no slide list is given).
+        ConfigError: no lesion to find.
     """
     det_dir, ann_dir = Path(detections_dir), Path(annotations_dir)
     for folder, what in ((det_dir, "detections"), (ann_dir, "annotations")):
@@ -932,9 +1071,10 @@ def froc_from_dirs(
         annotated = {p.stem for p in ann_dir.iterdir() if p.suffix.lower() in (".xml", ".geojson") and p.is_file()}
         missing = annotated - set(slide_list)
         if missing:
-            raise ConfigError(
-                f"annotated slides without a detection CSV in {det_dir}: {_names(missing)}; add empty CSVs or list "
-                "every slide with --slides so they count as slides without detections"
+            raise InputFileError(
+                det_dir,
+                f"annotated slides without a detection CSV here: {_names(missing)}; add empty CSVs or list every "
+                "slide with --slides so they count as slides without detections",
             )
     shapes: dict[str, tuple[int, int]] | None = None
     shapes_path = Path(shapes_csv) if shapes_csv is not None else None
@@ -1226,6 +1366,75 @@ def sensitivity_specificity(
     return np.where(n_pos > 0, sens, np.nan), np.where(n_neg > 0, spec, np.nan)
 
 
+@dataclass(frozen=True)
+class PointingPair:
+    """One (image, class) pair of the pointing game.
+
+    Attributes:
+        image: index of the image in the inputs.
+        class_index: index of the class.
+        hit: the CAM's peak lies inside one of the class's boxes on that image.
+        peak: (y, x) centre of the CAM's argmax cell, in the boxes' frame (native pixels when ``image_shapes``
+            are given).
+    """
+
+    image: int
+    class_index: int
+    hit: bool
+    peak: tuple[float, float]
+
+
+def pointing_game_pairs(
+    cams: ArrayLike | Sequence[ArrayLike],
+    boxes: Sequence[Sequence[tuple[int, float, float, float, float]]],
+    image_shapes: Sequence[tuple[int, int]] | tuple[int, int] | None = None,
+) -> list[PointingPair]:
+    """Every (image, class) pair with at least one lesion box, and whether the class CAM's peak falls in one.
+
+    The rule and the arguments are those of :func:`pointing_game` (which averages these pairs per class); pairs
+    come image by image, classes in increasing index.
+    """
+    maps = list(cams) if not isinstance(cams, np.ndarray) else [cams[i] for i in range(cams.shape[0])]
+    if len(maps) != len(boxes):
+        raise ConfigError(f"{len(maps)} CAMs for {len(boxes)} box lists")
+    if not maps:
+        raise ConfigError("pointing_game needs at least one image")
+    first = np.asarray(maps[0])
+    if first.ndim != 3:
+        raise ConfigError(f"each CAM must be (n_classes, H, W), got shape {first.shape}")
+    n_classes = first.shape[0]
+    if image_shapes is None:
+        frames: list[tuple[int, int] | None] = [None] * len(maps)
+    elif len(image_shapes) == 2 and np.ndim(image_shapes[0]) == 0:
+        frames = [tuple(image_shapes)] * len(maps)  # type: ignore[list-item]
+    else:
+        frames = [tuple(fs) for fs in image_shapes]  # type: ignore[misc]
+        if len(frames) != len(maps):
+            raise ConfigError(f"{len(frames)} image shapes for {len(maps)} images")
+    pairs: list[PointingPair] = []
+    for i, (cam_like, image_boxes, frame) in enumerate(zip(maps, boxes, frames, strict=True)):
+        cam = np.asarray(cam_like, dtype=np.float64)
+        if cam.ndim != 3 or cam.shape[0] != n_classes:
+            raise ConfigError(f"image {i}: CAM must be ({n_classes}, H, W), got shape {cam.shape}")
+        by_class: dict[int, list[tuple[float, float, float, float]]] = {}
+        for box in image_boxes:
+            if len(box) != 5:
+                raise ConfigError(f"image {i}: a box must be (class_index, y0, x0, y1, x1), got {box!r}")
+            ci = int(box[0])
+            if not 0 <= ci < n_classes:
+                raise ConfigError(f"image {i}: class index {ci} out of range 0..{n_classes - 1}")
+            by_class.setdefault(ci, []).append(tuple(float(v) for v in box[1:]))  # type: ignore[arg-type]
+        h_cam, w_cam = cam.shape[1:]
+        sy, sx = (1.0, 1.0) if frame is None else (frame[0] / h_cam, frame[1] / w_cam)
+        for ci in sorted(by_class):
+            plane = np.where(np.isnan(cam[ci]), -np.inf, cam[ci])
+            r, c = divmod(int(np.argmax(plane)), w_cam)
+            cy, cx = (r + 0.5) * sy, (c + 0.5) * sx
+            hit = any(y0 <= cy < y1 and x0 <= cx < x1 for y0, x0, y1, x1 in by_class[ci])
+            pairs.append(PointingPair(i, ci, bool(hit), (float(cy), float(cx))))
+    return pairs
+
+
 def pointing_game(
     cams: ArrayLike | Sequence[ArrayLike],
     boxes: Sequence[Sequence[tuple[int, float, float, float, float]]],
@@ -1249,45 +1458,1449 @@ def pointing_game(
     Returns:
         class name -> hits / (image, class) pairs with a box; NaN for a class without any box.
     """
-    maps = list(cams) if not isinstance(cams, np.ndarray) else [cams[i] for i in range(cams.shape[0])]
-    if len(maps) != len(boxes):
-        raise ConfigError(f"{len(maps)} CAMs for {len(boxes)} box lists")
-    if not maps:
-        raise ConfigError("pointing_game needs at least one image")
-    first = np.asarray(maps[0])
-    if first.ndim != 3:
-        raise ConfigError(f"each CAM must be (n_classes, H, W), got shape {first.shape}")
+    pairs = pointing_game_pairs(cams, boxes, image_shapes)
+    first = np.asarray(cams[0])  # type: ignore[index]
     n_classes = first.shape[0]
     names = _class_names(classes, n_classes)
-    if image_shapes is None:
-        frames: list[tuple[int, int] | None] = [None] * len(maps)
-    elif len(image_shapes) == 2 and np.ndim(image_shapes[0]) == 0:
-        frames = [tuple(image_shapes)] * len(maps)  # type: ignore[list-item]
-    else:
-        frames = [tuple(fs) for fs in image_shapes]  # type: ignore[misc]
-        if len(frames) != len(maps):
-            raise ConfigError(f"{len(frames)} image shapes for {len(maps)} images")
     hits = np.zeros(n_classes, dtype=np.int64)
     total = np.zeros(n_classes, dtype=np.int64)
-    for i, (cam_like, image_boxes, frame) in enumerate(zip(maps, boxes, frames, strict=True)):
-        cam = np.asarray(cam_like, dtype=np.float64)
-        if cam.ndim != 3 or cam.shape[0] != n_classes:
-            raise ConfigError(f"image {i}: CAM must be ({n_classes}, H, W), got shape {cam.shape}")
-        by_class: dict[int, list[tuple[float, float, float, float]]] = {}
-        for box in image_boxes:
-            if len(box) != 5:
-                raise ConfigError(f"image {i}: a box must be (class_index, y0, x0, y1, x1), got {box!r}")
-            ci = int(box[0])
-            if not 0 <= ci < n_classes:
-                raise ConfigError(f"image {i}: class index {ci} out of range 0..{n_classes - 1}")
-            by_class.setdefault(ci, []).append(tuple(float(v) for v in box[1:]))  # type: ignore[arg-type]
-        h_cam, w_cam = cam.shape[1:]
-        sy, sx = (1.0, 1.0) if frame is None else (frame[0] / h_cam, frame[1] / w_cam)
-        for ci, class_boxes in by_class.items():
-            plane = np.where(np.isnan(cam[ci]), -np.inf, cam[ci])
-            r, c = divmod(int(np.argmax(plane)), w_cam)
-            cy, cx = (r + 0.5) * sy, (c + 0.5) * sx
-            total[ci] += 1
-            if any(y0 <= cy < y1 and x0 <= cx < x1 for y0, x0, y1, x1 in class_boxes):
-                hits[ci] += 1
+    for pair in pairs:
+        total[pair.class_index] += 1
+        hits[pair.class_index] += int(pair.hit)
     return {name: (float(hits[c] / total[c]) if total[c] else math.nan) for c, name in enumerate(names)}
+
+
+# ============================================================================================ figures
+
+#: Colours of detection outcomes (points layers, thumbnails): hit green, false positive red, ITC-ignored orange.
+OUTCOME_COLORS = {OUTCOME_HIT: "#34c759", OUTCOME_FALSE_POSITIVE: "#ff3b30", OUTCOME_ITC: "#ff9500"}
+#: Colour of ground-truth outlines in thumbnails (as the ground-truth layers: tumour cyan, exclusion yellow).
+TRUTH_COLOR, EXCLUSION_COLOR = "#00e5ff", "#ffd400"
+
+
+def _new_figure(size: tuple[float, float], dpi: int = 100) -> Any:
+    """A matplotlib Figure drawn with Agg (no pyplot state, no display)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save_figure(fig: Any, path: PathLike, overwrite: bool = True) -> Path:
+    """Write a Figure as PNG, atomically; returns the path."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return _atomic_write(path, buf.getvalue(), overwrite)
+
+
+def draw_froc(
+    ax: Any, froc_result: FrocResult | Mapping[str, Any], *, label: str = "FROC", color: str = "tab:blue"
+) -> None:
+    """Draw a FROC curve (lesion sensitivity against false positives per slide) into a matplotlib Axes.
+
+    Args:
+        ax: the Axes.
+        froc_result: a :class:`FrocResult` or its :meth:`FrocResult.to_dict` (as in ``froc.json``).
+        label, color: legend label and colour of the curve.
+    """
+    if isinstance(froc_result, FrocResult):
+        fps, sens = froc_result.fps_per_slide, froc_result.sensitivity
+        at = {float(k): float(v) for k, v in froc_result.sensitivity_at.items()}
+        score, n_slides, n_lesions = froc_result.score, froc_result.n_slides, froc_result.n_lesions
+    else:
+        fps = np.asarray(froc_result["fps_per_slide"], dtype=np.float64)
+        sens = np.asarray(froc_result["sensitivity"], dtype=np.float64)
+        at = {float(k): float(v) for k, v in froc_result["sensitivity_at"].items()}
+        score = float(froc_result["score"])
+        n_slides, n_lesions = froc_result.get("n_slides", "?"), froc_result.get("n_lesions", "?")
+    order = np.lexsort((sens, fps))  # by FPs per slide, then sensitivity: a monotone staircase
+    ax.plot(fps[order], sens[order], "-", color=color, label=label)
+    ax.plot(list(at), list(at.values()), "o", color="tab:red", label="scored points")
+    right = max(8.5, float(np.max(fps)) * 1.05 if len(fps) else 8.5)
+    ax.set_xlim(0.0, right)
+    ax.set_ylim(0.0, 1.02)
+    ax.set_xlabel("average false positives per slide")
+    ax.set_ylabel("lesion sensitivity")
+    ax.set_title(f"CAMELYON16 FROC: score {score:.4f} ({n_slides} slides, {n_lesions} lesions)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def draw_roc(
+    ax: Any,
+    curves: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    *,
+    title: str = "ROC",
+) -> dict[str, float]:
+    """Draw ROC curves (true against false positive rate) into a matplotlib Axes; returns each curve's AUC.
+
+    Args:
+        ax: the Axes.
+        curves: legend name -> ``(labels, scores)``, 0 / 1 labels and finite scores of the same length. A curve
+            whose labels are all one class is skipped (its AUC is NaN).
+        title: the Axes title.
+    """
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    aucs: dict[str, float] = {}
+    for name, (labels, scores) in curves.items():
+        y = np.asarray(labels).astype(bool).reshape(-1)
+        s = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if y.all() or not y.any():
+            aucs[name] = math.nan
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        aucs[name] = float(roc_auc_score(y, s))
+        ax.plot(fpr, tpr, "-", drawstyle="steps-post", label=f"{name} (AUC {aucs[name]:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="grey", lw=0.8)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.02)
+    ax.set_xlabel("false positive rate (1 - specificity)")
+    ax.set_ylabel("true positive rate (sensitivity)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    if any(math.isfinite(v) for v in aucs.values()):
+        ax.legend(loc="lower right", fontsize=7)
+    return aucs
+
+
+# ============================================================================================ suspected label errors
+
+SUSPECT_HIGH = 0.9
+"""A case labelled negative whose score is at least this is a suspected label error (missed positive)."""
+SUSPECT_LOW = 0.1
+"""A case labelled positive whose score is at most this is a suspected label error (false label or empty mask)."""
+
+SUSPECT_RULE = (
+    "A case is a suspected label error when the model confidently contradicts its label: labelled negative "
+    "(a normal slide, or an X-ray without that class) with a score >= {high}, or labelled positive with a score "
+    "<= {low}. Slides are scored by their slide score (by default the heatmap maximum, Liu et al.), X-rays by the "
+    "class probability. Suspects are listed most contradictory first (by the score for negatives, 1 - score for "
+    "positives); they are candidates to re-read, not errors: Liu et al. found two CAMELYON16 training slides "
+    "labelled normal that held tumour this way."
+)
+
+
+def _check_suspect_limits(high: float, low: float) -> tuple[float, float]:
+    high, low = float(high), float(low)
+    if not (0.0 <= low < high <= 1.0):
+        raise ConfigError(f"suspect limits must satisfy 0 <= low < high <= 1, got low={low!r}, high={high!r}")
+    return high, low
+
+
+def suspected_label_errors(
+    names: Sequence[str],
+    labels: ArrayLike,
+    scores: ArrayLike,
+    *,
+    classes: Sequence[str] | None = None,
+    high: float = SUSPECT_HIGH,
+    low: float = SUSPECT_LOW,
+) -> list[dict[str, Any]]:
+    """Cases whose prediction confidently contradicts their label (see :data:`SUSPECT_RULE`).
+
+    Args:
+        names: one name per case (slide or image).
+        labels: (n,) or (n, n_classes) 0 / 1 labels.
+        scores: scores of the same shape, probabilities in [0, 1]; NaN scores are skipped (no prediction).
+        classes: class names of the columns (default ``"0"``, ``"1"``, ...; ``"tumor"`` for 1-D labels).
+        high: a negative with a score >= this is suspect.
+        low: a positive with a score <= this is suspect.
+
+    Returns:
+        One dict per suspect, most contradictory first (ties in input order): ``name``, ``class``, ``label``
+        (0 / 1), ``score``, ``reason`` (a sentence) and ``contradiction`` (the score for a negative, 1 - score for
+        a positive).
+    """
+    high, low = _check_suspect_limits(high, low)
+    y = np.asarray(labels)
+    s = np.asarray(scores, dtype=np.float64)
+    one_d = y.ndim == 1
+    if one_d:
+        y, s = y[:, None], s.reshape(-1, 1)
+    if y.shape != s.shape or y.ndim != 2:
+        raise ConfigError(f"labels of shape {np.shape(labels)} and scores of shape {np.shape(scores)} differ")
+    if len(names) != y.shape[0]:
+        raise ConfigError(f"{len(names)} names for {y.shape[0]} cases")
+    y = _binary_labels(y, "labels")
+    cls = ["tumor"] if one_d and classes is None else _class_names(classes, y.shape[1])
+    found: list[tuple[float, int, dict[str, Any]]] = []
+    for i, name in enumerate(names):
+        for c, cname in enumerate(cls):
+            p = float(s[i, c])
+            if not math.isfinite(p):
+                continue
+            if not y[i, c] and p >= high:
+                reason = f"labelled without {cname} but predicted {cname} with {p:.3f} >= {high:g}"
+                contradiction = p
+            elif y[i, c] and p <= low:
+                reason = f"labelled {cname} but predicted {p:.3f} <= {low:g}"
+                contradiction = 1.0 - p
+            else:
+                continue
+            entry = {
+                "name": str(name),
+                "class": cname,
+                "label": int(y[i, c]),
+                "score": p,
+                "reason": reason,
+                "contradiction": contradiction,
+            }
+            found.append((-contradiction, len(found), entry))
+    return [entry for _, _, entry in sorted(found, key=lambda t: (t[0], t[1]))]
+
+
+def _suspects_document(suspects: list[dict[str, Any]], high: float, low: float, score: str) -> dict[str, Any]:
+    return {
+        "rule": SUSPECT_RULE.format(high=f"{high:g}", low=f"{low:g}"),
+        "high": high,
+        "low": low,
+        "score": score,
+        "suspects": suspects,
+    }
+
+
+# ============================================================================================ JSON / CSV output
+
+
+def _json_value(value: Any) -> Any:
+    """NaN / inf -> None, numpy scalars and arrays -> Python, tuples -> lists, Paths -> str (strict JSON)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.ndarray):
+        return [_json_value(v) for v in value.tolist()]
+    if isinstance(value, Mapping):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _write_json(path: PathLike, payload: Any) -> Path:
+    text = json.dumps(_json_value(payload), indent=2, allow_nan=False)
+    return _atomic_write(path, (text + "\n").encode("utf-8"))
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return "1" if value else "0"
+    if isinstance(value, float | np.floating):
+        return "" if not math.isfinite(float(value)) else repr(float(value))
+    return str(value)
+
+
+def _write_csv(path: PathLike, columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_csv_cell(row.get(c)) for c in columns])
+    return _atomic_write(path, buf.getvalue().encode("utf-8"))
+
+
+def _interval(values: tuple[float, float, float] | None) -> dict[str, float | None]:
+    if values is None:
+        return {"auc": None, "lo": None, "hi": None}
+    auc, lo, hi = values
+    return {"auc": _json_value(auc), "lo": _json_value(lo), "hi": _json_value(hi)}
+
+
+# ============================================================================================ slides: evaluation
+
+
+@dataclass(eq=False)
+class SlideInput:
+    """One slide to evaluate in memory (:func:`evaluate_slide_inputs_job`).
+
+    Attributes:
+        name: the slide's name (file stem); names must be distinct.
+        heatmap: float (rows, cols) tumour probabilities laid over level 0 by ``grid`` (NaN = not evaluated),
+            or None when only ``points`` are given.
+        grid: where the heatmap's cells lie in level 0 (:class:`~napari_patchdx.geometry.Grid`).
+        truth: the ground truth: an :class:`AnnotationSet` (a tumour slide), a tumour mask at the evaluation
+            level (non-zero is tumour), or None (a normal slide).
+        level0_shape: the slide's level-0 (height, width) in pixels (None: unknown; see :func:`froc`).
+        points: lesion points to evaluate instead of those found in ``heatmap`` by non-maximum suppression.
+        source: the heatmap (or points) file, named in error messages.
+    """
+
+    name: str
+    heatmap: np.ndarray | None = None
+    grid: Grid | None = None
+    truth: AnnotationSet | np.ndarray | None = None
+    level0_shape: tuple[int, int] | None = None
+    points: PointsTable | None = None
+    source: Path | None = None
+
+
+@dataclass(eq=False)
+class SlidesEvaluation:
+    """The evaluation of a set of slides (:func:`evaluate_slide_inputs_job`).
+
+    Attributes:
+        names: slide names, in input order.
+        is_tumor: (n,) bool, True for slides with ground truth (the CAMELYON16 convention).
+        scores: (n,) float64 slide scores (NaN when a slide has no heatmap).
+        points: slide -> its lesion points (level-0 (y, x), probability).
+        outcomes: slide -> the outcome of each of its points (:class:`PointOutcomes`, same order).
+        per_slide: slide -> its :class:`SlideFroc` counts (lesions, hits, ITCs, false positives).
+        froc: the FROC result, or None when it is undefined (``froc_note`` says why).
+        auc: ``(auc, lo, hi)`` slide-level ROC AUC with its bootstrap interval, or None (``auc_note`` says why).
+        suspects: suspected label errors (:func:`suspected_label_errors`).
+        settings: the parameters used (JSON-ready).
+        moved_points: points of edge cells moved onto the slide (see :func:`evaluate_slide_inputs_job`).
+    """
+
+    names: list[str]
+    is_tumor: np.ndarray
+    scores: np.ndarray
+    points: dict[str, PointsTable]
+    outcomes: dict[str, PointOutcomes]
+    per_slide: dict[str, SlideFroc]
+    froc: FrocResult | None
+    froc_note: str
+    auc: tuple[float, float, float] | None
+    auc_note: str
+    suspects: list[dict[str, Any]]
+    settings: dict[str, Any]
+    moved_points: int = 0
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The per-slide table (the columns of :data:`SLIDES_CSV_COLUMNS`), in slide order."""
+        suspect = {s["name"] for s in self.suspects}
+        out = []
+        for name, tumour, score in zip(self.names, self.is_tumor, self.scores, strict=True):
+            row = self.per_slide[name]
+            out.append(
+                {
+                    "slide": name,
+                    "label": "tumor" if tumour else "normal",
+                    "score": float(score),
+                    "detections": row.n_detections,
+                    "lesions": row.n_lesions,
+                    "lesions_detected": row.hits,
+                    "itc_lesions": row.n_itc,
+                    "itc_detections": row.ignored,
+                    "false_positives": row.false_positives,
+                    "suspect": name in suspect,
+                }
+            )
+        return out
+
+    def metrics(self) -> dict[str, Any]:
+        """JSON-ready summary: counts, FROC score and sensitivities, slide AUC with its interval, settings."""
+        froc_part: dict[str, Any]
+        if self.froc is not None:
+            d = self.froc.to_dict()
+            froc_part = {k: d[k] for k in ("score", "sensitivity_at", "n_slides", "n_lesions", "n_itc", "level", "mpp")}
+        else:
+            froc_part = {"score": None, "skipped": self.froc_note}
+        auc_part: dict[str, Any] = _interval(self.auc)
+        auc_part.update(
+            confidence=0.95,
+            n_boot=self.settings.get("n_boot"),
+            n_tumor=int(np.count_nonzero(self.is_tumor & np.isfinite(self.scores))),
+            n_normal=int(np.count_nonzero(~self.is_tumor & np.isfinite(self.scores))),
+        )
+        if self.auc is None:
+            auc_part["skipped"] = self.auc_note
+        elif self.auc_note:
+            auc_part["note"] = self.auc_note
+        n_points = sum(len(p) for p in self.points.values())
+        counts = {k: sum(o.counts()[k] for o in self.outcomes.values()) for k in OUTCOMES}
+        return {
+            "track": "slides",
+            "n_slides": len(self.names),
+            "n_tumor": int(np.count_nonzero(self.is_tumor)),
+            "n_normal": int(np.count_nonzero(~self.is_tumor)),
+            "froc": froc_part,
+            "slide_auc": auc_part,
+            "points": {"total": n_points, "moved_onto_slide": self.moved_points, **counts},
+            "suspects": len(self.suspects),
+            "settings": self.settings,
+        }
+
+
+SLIDES_CSV_COLUMNS = (
+    "slide",
+    "label",
+    "score",
+    "detections",
+    "lesions",
+    "lesions_detected",
+    "itc_lesions",
+    "itc_detections",
+    "false_positives",
+    "suspect",
+)
+"""Columns of ``slides.csv``: slide (name), label (tumor / normal), score (slide score), detections (lesion
+points, all with probability above the NMS threshold), lesions (non-ITC lesions of the evaluation mask),
+lesions_detected (lesions with at least one point), itc_lesions, itc_detections (points on ITCs, ignored),
+false_positives (points outside every lesion; every point on a normal slide), suspect (1 = suspected label
+error)."""
+
+
+def _parse_score(score: str) -> tuple[str, int]:
+    """``"max"`` -> ("max", 1); ``"topk_mean"`` -> top 10 mean; ``"top<k>"`` / ``"top<k>_mean"`` -> top k mean."""
+    text = str(score).strip().lower()
+    if text == "max":
+        return "max", 1
+    if text == "topk_mean":
+        return "topk_mean", 10
+    if text.startswith("top"):
+        digits = text[3:].removesuffix("_mean")
+        if digits.isdigit() and int(digits) >= 1:
+            return "topk_mean", int(digits)
+    raise ConfigError(f"unknown slide score {score!r}; use 'max' (Liu et al.) or 'top<k>' (mean of the k largest)")
+
+
+def _check_heatmap(inp: SlideInput) -> np.ndarray:
+    heat = np.asarray(inp.heatmap, dtype=np.float64)
+    if heat.ndim != 2:
+        raise InputFileError(inp.source, f"slide {inp.name!r}: the heatmap must be 2-D, got shape {heat.shape}")
+    if inp.grid is None:
+        raise ConfigError(f"slide {inp.name!r}: a heatmap needs its grid (where its cells lie in level 0)")
+    if tuple(heat.shape) != tuple(int(v) for v in inp.grid.shape):
+        raise InputFileError(
+            inp.source,
+            f"slide {inp.name!r}: heatmap shape {heat.shape} does not match its grid {tuple(inp.grid.shape)}",
+        )
+    finite = heat[np.isfinite(heat)]
+    if finite.size == 0:
+        raise InputFileError(
+            inp.source,
+            f"slide {inp.name!r}: the heatmap has no evaluated cell (all NaN), so the slide has no score; was its "
+            "tissue mask empty?",
+        )
+    if np.isinf(heat).any() or finite.min() < 0 or finite.max() > 1:
+        raise InputFileError(
+            inp.source,
+            f"slide {inp.name!r}: heatmap values span {finite.min():g} .. {finite.max():g} (or are infinite); "
+            "they must be probabilities in [0, 1] (NaN = not evaluated)",
+        )
+    if inp.level0_shape is not None:
+        h, w = _check_shape(inp.level0_shape, f"slide {inp.name!r}")
+        g = inp.grid
+        need = (
+            math.ceil((h - g.origin[0]) / g.spacing[0]),
+            math.ceil((w - g.origin[1]) / g.spacing[1]),
+        )
+        if abs(need[0] - g.shape[0]) > 1 or abs(need[1] - g.shape[1]) > 1 or g.origin[0] >= h or g.origin[1] >= w:
+            raise InputFileError(
+                inp.source,
+                f"slide {inp.name!r}: the heatmap's {g.shape[0]} x {g.shape[1]} cells of {g.spacing[0]:g} px do not "
+                f"cover the {h} x {w} px level-0 slide (about {need[0]} x {need[1]} cells expected); is it another "
+                "slide's heatmap?",
+            )
+    return heat
+
+
+def _onto_slide(
+    points: PointsTable, grid: Grid, shape: tuple[int, int], source: Path | None
+) -> tuple[PointsTable, int]:
+    """Move points whose cell centre lies off the slide to the centre of the part of their cell on the slide.
+
+    A heatmap's last row / column of cells may extend past the slide's edge (the grid has ``ceil(h / stride)``
+    rows), so such a cell's centre can fall outside the level-0 image, where the FROC protocol refuses it; the
+    cell's patch looked at the slide's edge, so its point goes to the middle of the cell's on-slide part.
+    """
+    if not len(points):
+        return points, 0
+    y, x = points.y.copy(), points.x.copy()
+    rows, cols = grid.index_of(y, x)
+    moved = np.zeros(len(points), dtype=bool)
+    for coord, idx, axis in ((y, rows, 0), (x, cols, 1)):
+        lo = grid.origin[axis] + idx * grid.spacing[axis]
+        hi = lo + grid.spacing[axis]
+        lo_in, hi_in = np.maximum(lo, 0.0), np.minimum(hi, float(shape[axis]))
+        off = (coord < 0) | (coord >= shape[axis])
+        if (off & (lo_in >= hi_in)).any():
+            raise InputFileError(source, "lesion points fall in heatmap cells that lie entirely off the slide")
+        coord[off] = (lo_in[off] + hi_in[off]) / 2.0
+        moved |= off
+    return PointsTable(y=y, x=x, probability=points.probability, source=source), int(np.count_nonzero(moved))
+
+
+def evaluate_slide_inputs_job(
+    inputs: Sequence[SlideInput],
+    *,
+    nms_threshold: float = 0.5,
+    nms_radius_um: float = LIU_RADIUS_UM,
+    level: int = CAMELYON_LEVEL,
+    mpp: float = CAMELYON_MPP,
+    score: str = "max",
+    n_boot: int = 1000,
+    seed: int = 0,
+    suspect_high: float = SUSPECT_HIGH,
+    suspect_low: float = SUSPECT_LOW,
+) -> Job[SlidesEvaluation]:
+    """Evaluate slides held in memory: lesion points, FROC, per-point outcomes, slide scores and ROC AUC.
+
+    Per slide: lesion points come from ``points`` when given, else from the heatmap by :func:`lesion_points`
+    (Liu et al.'s NMS with ``nms_threshold`` and ``nms_radius_um``; the radius is converted to cells with the
+    grid's mpp, or ``mpp`` when the grid has none). A point whose cell centre lies past the slide's edge (the
+    last row / column of cells may overhang it) is moved to the centre of the cell's on-slide part (counted in
+    ``moved_points``). The slide score is :func:`slide_score` of the heatmap (``"max"``, or ``"top<k>"`` for
+    the mean of the k largest values). Then the CAMELYON16 FROC over all slides (:func:`froc`; skipped with a
+    note when no slide has a lesion to find), the outcome of every point (:func:`classify_points`, the same
+    lookup), the slide-level ROC AUC with a stratified bootstrap 95 % interval (:func:`roc_auc_ci`; skipped
+    with a note unless both tumour and normal slides have scores) and the suspected label errors
+    (:func:`suspected_label_errors` on the slide scores).
+
+    Args:
+        inputs: the slides (:class:`SlideInput`), names distinct.
+        nms_threshold, nms_radius_um: NMS threshold (probability) and radius (micrometres).
+        level, mpp: the FROC protocol's pyramid level and level-0 microns per pixel.
+        score: slide score, ``"max"`` or ``"top<k>"``.
+        n_boot, seed: bootstrap resamples and seed of the AUC interval.
+        suspect_high, suspect_low: limits of the suspected-label-error rule (:data:`SUSPECT_RULE`).
+
+    Yields :class:`~napari_patchdx.progress.Progress` once per slide; returns a :class:`SlidesEvaluation`.
+
+    Raises:
+        ConfigError: no slide, repeated names, bad parameters, a slide with neither heatmap nor points.
+        InputFileError: a heatmap that is not probabilities, has no evaluated cell, or does not fit its slide; a
+            point off the slide.
+    """
+    level, mpp = _check_protocol(level, mpp)
+    method, k = _parse_score(score)
+    high, low = _check_suspect_limits(suspect_high, suspect_low)
+    if not (math.isfinite(float(nms_threshold)) and 0.0 <= float(nms_threshold) < 1.0):
+        raise ConfigError(f"nms_threshold must be a probability in [0, 1), got {nms_threshold!r}")
+    if not (math.isfinite(float(nms_radius_um)) and float(nms_radius_um) >= 0):
+        raise ConfigError(f"nms_radius_um must be >= 0 micrometres, got {nms_radius_um!r}")
+    _check_boot(n_boot, 0.05)
+    items = list(inputs)
+    if not items:
+        raise ConfigError("no slides to evaluate")
+    names = [str(inp.name) for inp in items]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise ConfigError(f"slide names must be distinct; repeated: {_names(dupes)}")
+    points: dict[str, PointsTable] = {}
+    truths: dict[str, AnnotationSet | np.ndarray | None] = {}
+    shapes: dict[str, tuple[int, int]] = {}
+    scores = np.full(len(items), np.nan)
+    moved_total = 0
+    for i, inp in enumerate(items):
+        yield Progress(i, len(items) + 1, f"{inp.name}: lesion points")
+        if inp.level0_shape is not None:
+            shapes[inp.name] = _check_shape(inp.level0_shape, f"slide {inp.name!r}")
+        truths[inp.name] = inp.truth
+        if inp.heatmap is not None:
+            heat = _check_heatmap(inp)
+            assert inp.grid is not None
+            scores[i] = slide_score(heat, method, k)
+        elif inp.points is None:
+            raise ConfigError(f"slide {inp.name!r} has neither a heatmap nor lesion points")
+        if inp.points is not None:
+            pts = inp.points
+        else:
+            assert inp.grid is not None
+            grid = inp.grid
+            if grid.mpp is None:
+                grid = Grid(grid.shape, grid.spacing, grid.origin, float(mpp))
+            found = lesion_points(heat, grid, float(nms_threshold), float(nms_radius_um))
+            pts = PointsTable(found.y, found.x, found.probability, source=inp.source)
+            if inp.name in shapes:
+                pts, moved = _onto_slide(pts, grid, shapes[inp.name], inp.source)
+                moved_total += moved
+        points[inp.name] = pts
+    yield Progress(len(items), len(items) + 1, "FROC and slide AUC")
+    lookups = _froc_lookups(points, truths, shapes, level, mpp, names)
+    _warn_unchecked([lk.row.slide for lk in lookups if lk.unchecked], stacklevel=2)
+    froc_result: FrocResult | None = None
+    froc_note = ""
+    try:
+        froc_result = _froc_result(lookups, level, mpp)
+    except ConfigError as exc:
+        froc_note = str(exc)
+    is_tumor = np.array([truths[n] is not None for n in names], dtype=bool)
+    valid = np.isfinite(scores)
+    auc: tuple[float, float, float] | None = None
+    auc_note = ""
+    if not valid.all():
+        unscored = [n for n, v in zip(names, valid, strict=True) if not v]
+        auc_note = f"slides without a heatmap have no score and are left out: {_names(unscored)}"
+    y, s = is_tumor[valid], scores[valid]
+    if y.any() and not y.all():
+        auc = roc_auc_ci(y, s, n_boot=int(n_boot), seed=int(seed))
+    else:
+        auc_note = (
+            "slide-level ROC AUC needs tumour and normal slides with scores; "
+            f"have {int(y.sum())} tumour and {int((~y).sum())} normal" + (f"; {auc_note}" if auc_note else "")
+        )
+    suspects = suspected_label_errors([n for n, v in zip(names, valid, strict=True) if v], y, s, high=high, low=low)
+    settings = {
+        "nms_threshold": float(nms_threshold),
+        "nms_radius_um": float(nms_radius_um),
+        "level": level,
+        "mpp": mpp,
+        "score": str(score),
+        "n_boot": int(n_boot),
+        "seed": int(seed),
+        "suspect_high": high,
+        "suspect_low": low,
+    }
+    result = SlidesEvaluation(
+        names=names,
+        is_tumor=is_tumor,
+        scores=scores,
+        points=points,
+        outcomes={lk.row.slide: lk.outcomes for lk in lookups},
+        per_slide={lk.row.slide: lk.row for lk in lookups},
+        froc=froc_result,
+        froc_note=froc_note,
+        auc=auc,
+        auc_note=auc_note,
+        suspects=suspects,
+        settings=settings,
+        moved_points=moved_total,
+    )
+    yield Progress(len(items) + 1, len(items) + 1, "evaluated")
+    return result
+
+
+def evaluate_slide_inputs(inputs: Sequence[SlideInput], **kwargs: Any) -> SlidesEvaluation:
+    """:func:`evaluate_slide_inputs_job` run to the end (same arguments)."""
+    return run_job(evaluate_slide_inputs_job(inputs, **kwargs))
+
+
+# ============================================================================================ slides: files
+
+
+def _slide_stem(path: Path) -> str:
+    """A slide's name: its file name without the suffix (``x.ome.tif`` -> ``x``)."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _remove_stale(*paths: Path) -> None:
+    """Remove outputs of an earlier evaluation that this one does not produce (so no stale figure survives)."""
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
+def _draw_truth(ax: Any, truth: AnnotationSet | np.ndarray | None, ds: int) -> None:
+    """Ground-truth outlines in level-0 (x, y) axes: annotation rings, or the contour of a level-``ds`` mask."""
+    from .io.annotations import EXCLUSION
+
+    if truth is None:
+        return
+    if isinstance(truth, AnnotationSet):
+        for region in truth.regions:
+            color = EXCLUSION_COLOR if region.label == EXCLUSION else TRUTH_COLOR
+            for k, ring in enumerate((region.exterior, *region.holes)):
+                closed = np.vstack([ring, ring[:1]])
+                ax.plot(closed[:, 1], closed[:, 0], "-" if k == 0 else "--", color=color, lw=1.0)
+        return
+    mask = np.asarray(truth) != 0
+    if mask.any():
+        ys = (np.arange(mask.shape[0]) + 0.5) * ds
+        xs = (np.arange(mask.shape[1]) + 0.5) * ds
+        ax.contour(xs, ys, mask.astype(np.float32), levels=[0.5], colors=[TRUTH_COLOR], linewidths=1.0)
+
+
+def _draw_points(ax: Any, points: PointsTable, outcomes: PointOutcomes | None, limit: int = 300) -> None:
+    """The ``limit`` most probable points as open circles coloured by outcome (level-0 (x, y) axes)."""
+    n = min(len(points), limit)
+    if n == 0:
+        return
+    kinds = outcomes.outcome[:n] if outcomes is not None else np.full(n, OUTCOME_FALSE_POSITIVE, dtype=object)
+    for kind in OUTCOMES:
+        sel = np.flatnonzero(kinds == kind)
+        if sel.size:
+            ax.scatter(
+                points.x[sel],
+                points.y[sel],
+                s=28,
+                facecolors="none",
+                edgecolors=OUTCOME_COLORS[kind],
+                linewidths=1.3,
+                label=kind.replace("_", " "),
+            )
+
+
+def slide_thumbnail(
+    path: PathLike,
+    image: np.ndarray,
+    level0_shape: tuple[int, int],
+    *,
+    heatmap: np.ndarray | None = None,
+    grid: Grid | None = None,
+    truth: AnnotationSet | np.ndarray | None = None,
+    points: PointsTable | None = None,
+    outcomes: PointOutcomes | None = None,
+    title: str = "",
+    level: int = CAMELYON_LEVEL,
+) -> Path:
+    """Save a slide thumbnail PNG with the heatmap, the ground-truth outlines and the points by outcome, atomically.
+
+    Args:
+        path: the PNG to write.
+        image: (h, w, 3) uint8 thumbnail of the whole slide (e.g. :meth:`Slide.thumbnail`).
+        level0_shape: the slide's level-0 (height, width); the thumbnail is stretched over it.
+        heatmap, grid: tumour probabilities (NaN transparent) and where they lie, drawn with ``inferno``, alpha 0.5.
+        truth: annotations (tumour cyan, exclusions yellow, holes dashed) or a tumour mask at level ``level``.
+        points, outcomes: lesion points as circles coloured by outcome (:data:`OUTCOME_COLORS`).
+        title: text above the image.
+        level: the pyramid level of a mask ``truth``.
+    """
+    h0, w0 = (int(v) for v in level0_shape)
+    width_in = 4.0
+    fig = _new_figure((width_in, max(1.2, width_in * h0 / w0) + 0.35))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.35 / fig.get_figheight()))
+    ax.imshow(np.asarray(image), extent=(0, w0, h0, 0), interpolation="bilinear")
+    if heatmap is not None and grid is not None:
+        y0, x0, y1, x1 = grid.extent
+        ax.imshow(
+            np.ma.masked_invalid(np.asarray(heatmap, dtype=np.float32)),
+            extent=(x0, x1, y1, y0),
+            cmap="inferno",
+            vmin=0.0,
+            vmax=1.0,
+            alpha=0.5,
+            interpolation="nearest",
+        )
+    _draw_truth(ax, truth, 2**level)
+    if points is not None and len(points):
+        _draw_points(ax, points, outcomes)
+        ax.legend(loc="lower right", fontsize=6, framealpha=0.6)
+    ax.set_xlim(0, w0)
+    ax.set_ylim(h0, 0)
+    ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=8, y=0.995, va="top")
+    return _save_figure(fig, path)
+
+
+def evaluate_slides_job(
+    slides: Sequence[PathLike],
+    heatmap_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    annotations: Mapping[str, PathLike | None] | None = None,
+    nms_threshold: float = 0.5,
+    nms_radius_um: float = LIU_RADIUS_UM,
+    level: int = CAMELYON_LEVEL,
+    mpp: float | None = None,
+    score: str = "max",
+    n_boot: int = 1000,
+    seed: int = 0,
+    suspect_high: float = SUSPECT_HIGH,
+    suspect_low: float = SUSPECT_LOW,
+    thumbnails: bool = True,
+) -> Job[dict[str, Any]]:
+    """:func:`evaluate_slides` as a job yielding :class:`~napari_patchdx.progress.Progress`; returns the metrics."""
+    from .infer import heatmap_paths, read_heatmap
+    from .io.detect import annotations_beside
+    from .io.slides import open_slide
+
+    paths = [Path(s) for s in slides]
+    if not paths:
+        raise ConfigError("evaluate_slides: no slides given")
+    stems = [_slide_stem(p) for p in paths]
+    dupes = {s for s in stems if stems.count(s) > 1}
+    if dupes:
+        raise ConfigError(f"slides must have distinct names; repeated: {_names(dupes)}")
+    if annotations is None:
+        ann: dict[str, Path | None] = {stem: annotations_beside(p) for stem, p in zip(stems, paths, strict=True)}
+    else:
+        ann = {str(k): (None if v is None else Path(v)) for k, v in annotations.items()}
+        missing = set(stems) - set(ann)
+        if missing:
+            raise ConfigError(
+                f"no ground-truth entry for slides {_names(missing)} in annotations (give None for a normal slide)"
+            )
+        extra = set(ann) - set(stems)
+        if extra:
+            raise ConfigError(
+                f"annotations name slides that are not evaluated: {_names(extra)} (a tumour slide would drop out of "
+                "the FROC); evaluate them too or leave them out of the mapping"
+            )
+    heat_dir = Path(heatmap_dir)
+    if not heat_dir.is_dir():
+        raise InputFileError(heat_dir, "the heatmap folder does not exist or is not a folder")
+    lacking = [s for s in stems if not heatmap_paths(heat_dir, s)["final"].is_file()]
+    if lacking:
+        raise InputFileError(
+            heat_dir, f"no heatmap (<slide>.heatmap.ome.tif with its .heatmap.json) for slides: {_names(lacking)}"
+        )
+    out = Path(out_dir)
+    n = len(paths)
+    inputs: list[SlideInput] = []
+    slide_mpps: dict[str, float | None] = {}
+    for i, (path, stem) in enumerate(zip(paths, stems, strict=True)):
+        yield Progress(i, n, f"{stem}: reading slide, heatmap and ground truth")
+        with open_slide(path) as slide:
+            shape = (int(slide.shape[0]), int(slide.shape[1]))
+            slide_mpps[stem] = slide.mpp
+        heat_path = heatmap_paths(heat_dir, stem)["final"]
+        heat, grid, side = read_heatmap(heat_path)
+        made_for = ((side.get("key") or {}).get("slide") or {}).get("shape")
+        if made_for is not None and tuple(int(v) for v in made_for) != shape:
+            raise InputFileError(
+                heat_path,
+                f"was computed for a {made_for[0]} x {made_for[1]} px slide, but {path.name} is {shape[0]} x "
+                f"{shape[1]} px: not this slide's heatmap",
+            )
+        truth = read_annotations(ann[stem]) if ann[stem] is not None else None
+        other = sorted(set(truth.labels) - {"tumor", "exclusion"}) if truth is not None else []
+        if other:
+            warnings.warn(
+                f"{ann[stem]}: regions of classes {', '.join(other)} count as tumour in the FROC evaluation mask "
+                "(every class but exclusion does, as in CAMELYON16's _0 / _1 groups)",
+                UserWarning,
+                stacklevel=2,
+            )
+        if truth is not None and not truth.positives:
+            warnings.warn(
+                f"{ann[stem]}: the annotation file has no tumour region, so slide {stem!r} counts as a tumour "
+                "slide without lesions",
+                UserWarning,
+                stacklevel=2,
+            )
+        inputs.append(SlideInput(stem, heat, grid, truth, shape, None, heat_path))
+    if mpp is None:
+        unknown = [s for s, m in slide_mpps.items() if m is None]
+        if unknown:
+            raise ConfigError(
+                f"level-0 microns per pixel unknown for slides {_names(unknown)}; pass mpp= (the CAMELYON16 "
+                f"protocol assumes {CAMELYON_MPP})"
+            )
+        known = np.array([m for m in slide_mpps.values() if m is not None], dtype=np.float64)
+        if known.max() > known.min() * 1.01:
+            raise ConfigError(
+                f"the slides' microns per pixel differ ({known.min():g} .. {known.max():g}) but the FROC protocol "
+                f"uses one value; pass mpp= (the CAMELYON16 protocol uses {CAMELYON_MPP} for every slide)"
+            )
+        protocol_mpp = float(known.mean())
+    else:
+        protocol_mpp = float(mpp)
+    evaluation = yield from evaluate_slide_inputs_job(
+        inputs,
+        nms_threshold=nms_threshold,
+        nms_radius_um=nms_radius_um,
+        level=level,
+        mpp=protocol_mpp,
+        score=score,
+        n_boot=n_boot,
+        seed=seed,
+        suspect_high=suspect_high,
+        suspect_low=suspect_low,
+    )
+    metrics = yield from _write_slide_outputs(evaluation, inputs, paths, out, thumbnails)
+    metrics["settings"]["mpp_source"] = "argument" if mpp is not None else "slides"
+    metrics["inputs"] = {
+        "slides": [str(p) for p in paths],
+        "heatmap_dir": str(heat_dir),
+        "annotations": {k: (None if v is None else str(v)) for k, v in ann.items()},
+    }
+    _write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def _write_slide_outputs(
+    evaluation: SlidesEvaluation, inputs: Sequence[SlideInput], paths: Sequence[Path], out: Path, thumbnails: bool
+) -> Job[dict[str, Any]]:
+    """Write points/, froc.json, froc.png, roc.png, slides.csv, thumbs/, suspects.json; returns the metrics."""
+    from .io.slides import open_slide
+
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {"slides_csv": "slides.csv", "suspects": "suspects.json", "points": {}}
+    for name in evaluation.names:
+        evaluation.points[name].to_camelyon_csv(out / "points" / f"{name}.csv")
+        files["points"][name] = f"points/{name}.csv"
+    if evaluation.froc is not None:
+        evaluation.froc.to_json(out / "froc.json")
+        evaluation.froc.plot(out / "froc.png")
+        files.update(froc_json="froc.json", froc_png="froc.png")
+    else:
+        _remove_stale(out / "froc.json", out / "froc.png")
+    if evaluation.auc is not None:
+        valid = np.isfinite(evaluation.scores)
+        fig = _new_figure((5.0, 4.5))
+        auc, lo, hi = evaluation.auc
+        draw_roc(
+            fig.add_subplot(1, 1, 1),
+            {"slides": (evaluation.is_tumor[valid], evaluation.scores[valid])},
+            title=f"slide-level ROC: AUC {auc:.3f} (95% CI {lo:.3f} - {hi:.3f})",
+        )
+        fig.tight_layout()
+        _save_figure(fig, out / "roc.png")
+        files["roc_png"] = "roc.png"
+    else:
+        _remove_stale(out / "roc.png")
+    rows = evaluation.rows()
+    _write_csv(out / "slides.csv", SLIDES_CSV_COLUMNS, rows)
+    if thumbnails:
+        (out / "thumbs").mkdir(parents=True, exist_ok=True)
+        files["thumbs"] = {}
+        for i, (inp, path, row) in enumerate(zip(inputs, paths, rows, strict=True)):
+            yield Progress(i, len(inputs), f"{inp.name}: thumbnail")
+            with open_slide(path) as slide:
+                image = slide.thumbnail(512)
+            slide_thumbnail(
+                out / "thumbs" / f"{inp.name}.png",
+                image,
+                inp.level0_shape or (image.shape[0], image.shape[1]),
+                heatmap=inp.heatmap,
+                grid=inp.grid,
+                truth=inp.truth,
+                points=evaluation.points[inp.name],
+                outcomes=evaluation.outcomes[inp.name],
+                title=f"{inp.name} ({row['label']}), score {row['score']:.3f}",
+                level=int(evaluation.settings["level"]),
+            )
+            files["thumbs"][inp.name] = f"thumbs/{inp.name}.png"
+    suspects = [
+        {**s, "thumbnail": files.get("thumbs", {}).get(s["name"]), "label": "tumor" if s["label"] else "normal"}
+        for s in evaluation.suspects
+    ]
+    _write_json(
+        out / "suspects.json",
+        _suspects_document(
+            suspects, evaluation.settings["suspect_high"], evaluation.settings["suspect_low"], "slide score"
+        ),
+    )
+    metrics = evaluation.metrics()
+    metrics["files"] = files
+    return metrics
+
+
+def evaluate_slides(
+    slides: Sequence[PathLike],
+    heatmap_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    annotations: Mapping[str, PathLike | None] | None = None,
+    nms_threshold: float = 0.5,
+    nms_radius_um: float = LIU_RADIUS_UM,
+    level: int = CAMELYON_LEVEL,
+    mpp: float | None = None,
+    score: str = "max",
+    n_boot: int = 1000,
+    seed: int = 0,
+    suspect_high: float = SUSPECT_HIGH,
+    suspect_low: float = SUSPECT_LOW,
+    thumbnails: bool = True,
+) -> dict[str, Any]:
+    """Evaluate slide heatmaps: lesion points, CAMELYON16 FROC, slide AUC, per-slide table, thumbnails, suspects.
+
+    Args:
+        slides: the slide files; a slide's name is its file stem.
+        heatmap_dir: folder of ``<name>.heatmap.ome.tif`` + ``<name>.heatmap.json`` (as
+            :func:`napari_patchdx.infer.slide_heatmap_job` writes them).
+        out_dir: where to write (created); see "Files" below.
+        annotations: slide name -> its ground-truth file (ASAP XML or GeoJSON), or None for a normal slide; must
+            name exactly the evaluated slides. Default: the file beside each slide
+            (:func:`napari_patchdx.io.detect.annotations_beside`). Tumour slides are those with annotations
+            (the CAMELYON16 convention).
+        nms_threshold, nms_radius_um: Liu et al.'s NMS threshold (probability) and radius (micrometres) for the
+            lesion points (:func:`lesion_points`).
+        level: pyramid level of the FROC evaluation mask (5 in CAMELYON16).
+        mpp: level-0 microns per pixel assumed by the FROC protocol (37.5 um growth, 275 um ITC axis). None: the
+            slides' own, which must be known and agree within 1 %; the CAMELYON16 challenge uses 0.243 for every
+            slide.
+        score: slide score: ``"max"`` (the heatmap's maximum, Liu et al.) or ``"top<k>"`` (mean of the k largest).
+        n_boot, seed: bootstrap resamples and seed of the AUC's 95 % interval.
+        suspect_high, suspect_low: the suspected-label-error rule's limits (:data:`SUSPECT_RULE`).
+        thumbnails: write ``thumbs/``.
+
+    Files (under ``out_dir``, each written atomically):
+        ``points/<name>.csv`` (CAMELYON16 ``probability,X,Y``, level-0 pixels), ``froc.json`` and ``froc.png``
+        (when some slide has a lesion to find), ``roc.png`` (when both tumour and normal slides are present),
+        ``slides.csv`` (:data:`SLIDES_CSV_COLUMNS`), ``thumbs/<name>.png``, ``suspects.json`` (the rule and the
+        suspects) and ``metrics.json`` (the returned dict).
+
+    Returns:
+        The metrics: ``track`` ("slides"), counts, ``froc`` (score, sensitivity_at, ... or ``skipped`` with the
+        reason), ``slide_auc`` (auc, lo, hi, ... or ``skipped``), ``points``, ``suspects``, ``settings``,
+        ``files`` (relative paths) and ``inputs``.
+
+    Raises:
+        ConfigError: no slides, repeated names, an annotations mapping that does not name exactly the slides,
+            unknown or differing microns per pixel without ``mpp``, bad parameters.
+        InputFileError: a missing heatmap (all are listed), a heatmap that is not this slide's or holds no
+            probabilities, an unreadable slide or annotation file.
+    """
+    return run_job(
+        evaluate_slides_job(
+            slides,
+            heatmap_dir,
+            out_dir,
+            annotations=annotations,
+            nms_threshold=nms_threshold,
+            nms_radius_um=nms_radius_um,
+            level=level,
+            mpp=mpp,
+            score=score,
+            n_boot=n_boot,
+            seed=seed,
+            suspect_high=suspect_high,
+            suspect_low=suspect_low,
+            thumbnails=thumbnails,
+        )
+    )
+
+
+# ============================================================================================ chest X-rays: files
+
+
+def thresholds_from_checkpoint(path: PathLike) -> dict[str, float | None]:
+    """The per-class operating thresholds stored in a checkpoint's sidecar (Youden on the validation split).
+
+    Args:
+        path: the checkpoint (``.json``, ``.safetensors``, stem or folder; see
+            :func:`napari_patchdx.models.read_checkpoint_meta`).
+
+    Returns:
+        class name -> threshold, None for a class whose threshold was undefined at validation (or when the
+        checkpoint has none); pass it to :func:`evaluate_cxr`.
+    """
+    from .models import checkpoint_paths, read_checkpoint_meta
+
+    meta = read_checkpoint_meta(path)
+    classes = [str(c) for c in meta["classes"]]
+    values = meta.get("thresholds")
+    if values is None:
+        return dict.fromkeys(classes)
+    if isinstance(values, Mapping):
+        return {c: (None if values.get(c) is None else float(values[c])) for c in classes}
+    if not isinstance(values, list) or len(values) != len(classes):
+        raise InputFileError(checkpoint_paths(path)[1], f"thresholds {values!r} are not one per class {classes}")
+    return {c: (None if v is None else float(v)) for c, v in zip(classes, values, strict=True)}
+
+
+def _read_lesion_boxes(path: Path, classes: Sequence[str]) -> dict[str, list[tuple[int, float, float, float, float]]]:
+    """``lesions.csv`` (image, class, y0, x0, y1, x1: half-open native-pixel boxes) as per-image box lists."""
+    text = _read_text(path, "a lesion table (image, class, y0, x0, y1, x1)")
+    reader = csv.DictReader(io.StringIO(text))
+    fields = [f.strip() for f in reader.fieldnames or []]
+    missing = [c for c in ("image", "class", "y0", "x0", "y1", "x1") if c not in fields]
+    if missing:
+        raise InputFileError(path, f"missing columns {', '.join(missing)} (has {', '.join(fields) or 'none'})")
+    out: dict[str, list[tuple[int, float, float, float, float]]] = {}
+    for lineno, raw in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
+        cls = row["class"]
+        if cls not in classes:
+            raise InputFileError(path, f"line {lineno}: unknown class {cls!r} (the labels have {', '.join(classes)})")
+        try:
+            y0, x0, y1, x1 = (float(row[k]) for k in ("y0", "x0", "y1", "x1"))
+        except ValueError:
+            raise InputFileError(path, f"line {lineno}: box coordinates must be numbers") from None
+        if not all(math.isfinite(v) for v in (y0, x0, y1, x1)) or y1 <= y0 or x1 <= x0:
+            raise InputFileError(path, f"line {lineno}: box ({y0:g}, {x0:g}, {y1:g}, {x1:g}) is empty or not finite")
+        out.setdefault(row["image"], []).append((list(classes).index(cls), y0, x0, y1, x1))
+    return out
+
+
+def _class_colors(n: int) -> list[str]:
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["tab10"]
+    return [to_hex(cmap(k % 10)) for k in range(n)]
+
+
+def cxr_thumbnail(
+    path: PathLike,
+    image: np.ndarray,
+    *,
+    cam: np.ndarray | None = None,
+    boxes: Sequence[tuple[str, float, float, float, float]] = (),
+    peak: tuple[float, float] | None = None,
+    title: str = "",
+    colors: Mapping[str, str] | None = None,
+    max_side: int = 256,
+) -> Path:
+    """Save an X-ray thumbnail PNG with a CAM overlay, the ground-truth lesion boxes and the CAM peak, atomically.
+
+    Args:
+        path: the PNG to write.
+        image: (H, W) grey image (any range; shown min to max).
+        cam: (H, W) class activation map at the image's native size (shown min-max normalised, ``jet``, alpha
+            0.35), or None.
+        boxes: ``(class, y0, x0, y1, x1)`` half-open native-pixel boxes, drawn as rectangles with the class name.
+        peak: (y, x) native-pixel position marked with a white cross (the CAM's maximum).
+        title: text above the image.
+        colors: class -> colour of its boxes (default tab10 in order of appearance).
+        max_side: the image is subsampled to at most about this many pixels across.
+    """
+    from matplotlib.patches import Rectangle
+
+    img = np.asarray(image, dtype=np.float32)
+    h, w = img.shape[:2]
+    step = max(1, math.ceil(max(h, w) / max(1, int(max_side))))
+    fig = _new_figure((3.0, 3.0 * h / w + 0.35))
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0 - 0.35 / fig.get_figheight()))
+    ax.imshow(img[::step, ::step], cmap="gray", extent=(0, w, h, 0), interpolation="bilinear")
+    if cam is not None:
+        c = np.asarray(cam, dtype=np.float32)[::step, ::step]
+        finite = c[np.isfinite(c)]
+        if finite.size:
+            lo, hi = float(finite.min()), float(finite.max())
+            c = (c - lo) / (hi - lo) if hi > lo else np.zeros_like(c)
+            ax.imshow(np.ma.masked_invalid(c), cmap="jet", alpha=0.35, vmin=0, vmax=1, extent=(0, w, h, 0))
+    palette = dict(colors or {})
+    defaults = iter(_class_colors(10))
+    for cls, y0, x0, y1, x1 in boxes:
+        if cls not in palette:
+            palette[cls] = next(defaults)
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=palette[cls], lw=1.3))
+        ax.text(x0, y0, str(cls), color=palette[cls], fontsize=6, va="bottom", ha="left")
+    if peak is not None:
+        ax.plot([peak[1]], [peak[0]], "x", color="white", ms=8, mew=2)
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=7, y=0.995, va="top")
+    return _save_figure(fig, path)
+
+
+def _cam_peak(cam: np.ndarray) -> tuple[float, float]:
+    """(y, x) centre of a native-size CAM's argmax pixel (first in row-major order; NaN never wins)."""
+    plane = np.where(np.isnan(cam), -np.inf, cam)
+    r, c = divmod(int(np.argmax(plane)), plane.shape[1])
+    return (r + 0.5, c + 0.5)
+
+
+def evaluate_cxr_job(
+    infer_dir: PathLike,
+    cohort_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    images: Sequence[str] | None = None,
+    thresholds: Mapping[str, float | None] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    suspect_high: float = SUSPECT_HIGH,
+    suspect_low: float = SUSPECT_LOW,
+    thumbnails: bool = True,
+) -> Job[dict[str, Any]]:
+    """:func:`evaluate_cxr` as a job yielding :class:`~napari_patchdx.progress.Progress`; returns the metrics."""
+    from .data.sampling import read_cohort_labels
+    from .infer import cam_paths, read_cxr_prediction
+    from .io.cxr import read_cxr
+
+    high, low = _check_suspect_limits(suspect_high, suspect_low)
+    _check_boot(n_boot, 0.05)
+    pred_dir, root, out = Path(infer_dir), Path(cohort_dir), Path(out_dir)
+    if not pred_dir.is_dir():
+        raise InputFileError(pred_dir, "the predictions folder does not exist or is not a folder")
+    table, class_tuple = read_cohort_labels(root)
+    classes = list(class_tuple)
+    labels_csv = root / "labels.csv"
+    ids = table["image"].astype(str).tolist()
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise InputFileError(labels_csv, f"images listed more than once: {_names(dupes)}")
+    suffix = ".cam.json"
+    preds = {p.name[: -len(suffix)]: p for p in sorted(pred_dir.glob(f"*{suffix}")) if p.is_file()}
+    if images is None:
+        unknown = set(preds) - set(ids)
+        if unknown:
+            raise ConfigError(
+                f"predictions in {pred_dir} for images that are not in {labels_csv}: {_names(unknown)}; pass images= "
+                "to evaluate a subset"
+            )
+        chosen = [i for i in ids if i in preds]
+        if not chosen:
+            raise InputFileError(
+                pred_dir, "no X-ray predictions (<image>.cam.ome.tif + <image>.cam.json) in the folder"
+            )
+    else:
+        chosen = [str(i) for i in images]
+        if not chosen:
+            raise ConfigError("evaluate_cxr: images= is empty")
+        repeated = {i for i in chosen if chosen.count(i) > 1}
+        if repeated:
+            raise ConfigError(f"images= names some images more than once: {_names(repeated)}")
+        unlabelled = set(chosen) - set(ids)
+        if unlabelled:
+            raise ConfigError(f"images without a row in {labels_csv}: {_names(unlabelled)}")
+        unpredicted = [i for i in chosen if i not in preds]
+        if unpredicted:
+            raise InputFileError(pred_dir, f"no prediction (<image>.cam.json) for images: {_names(unpredicted)}")
+    if thresholds is not None:
+        strange = set(map(str, thresholds)) - set(classes)
+        if strange:
+            raise ConfigError(
+                f"thresholds for classes {_names(strange)} that {labels_csv} does not have ({', '.join(classes)}); "
+                "was the checkpoint trained on other classes?"
+            )
+    boxes_path = root / "lesions.csv"
+    all_boxes = _read_lesion_boxes(boxes_path, classes) if boxes_path.is_file() else None
+    by_id = table.set_index(table["image"].astype(str))
+    y = by_id.loc[chosen, classes].to_numpy(dtype=np.int64).astype(bool)
+    s = np.zeros(y.shape, dtype=np.float64)
+    colors = dict(zip(classes, _class_colors(len(classes)), strict=True))
+    pairs: list[PointingPair] = []
+    inconsistent: list[str] = []
+    if thumbnails:
+        (out / "thumbs").mkdir(parents=True, exist_ok=True)
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+    thumbs: dict[str, str] = {}
+    extra_classes: set[str] = set()
+    for i, image_id in enumerate(chosen):
+        yield Progress(i, len(chosen), f"{image_id}: prediction")
+        pred = read_cxr_prediction(preds[image_id])
+        sidecar = cam_paths(pred_dir, image_id)["sidecar"]
+        lacking = [c for c in classes if c not in pred.classes]
+        if lacking:
+            raise InputFileError(
+                sidecar, f"has no prediction for classes {', '.join(lacking)} (it has {', '.join(pred.classes)})"
+            )
+        extra_classes |= set(pred.classes) - set(classes)
+        order = [pred.classes.index(c) for c in classes]
+        probs = np.asarray(pred.probabilities, dtype=np.float64)[order]
+        bad = [c for c, p in zip(classes, probs, strict=True) if not (math.isfinite(p) and 0.0 <= p <= 1.0)]
+        if bad:
+            raise InputFileError(
+                sidecar, f"probability of {', '.join(bad)} is NaN, infinite or outside [0, 1]: not a usable prediction"
+            )
+        s[i] = probs
+        cams = np.asarray(pred.cams, dtype=np.float32)[order]
+        image_boxes = (all_boxes or {}).get(image_id, [])
+        for ci, *_ in image_boxes:
+            if not y[i, ci]:
+                inconsistent.append(f"{image_id}/{classes[ci]}")
+        for pair in pointing_game_pairs([cams], [image_boxes], [tuple(pred.shape)]):
+            pairs.append(PointingPair(i, pair.class_index, pair.hit, pair.peak))
+        if thumbnails:
+            positives = np.flatnonzero(y[i])
+            shown = int(positives[np.argmax(probs[positives])]) if positives.size else int(np.argmax(probs))
+            row = by_id.loc[image_id]
+            try:
+                grey = read_cxr(root / str(row["png"])).image
+            except (InputFileError, OSError) as exc:
+                warnings.warn(f"{image_id}: no thumbnail, the image is unreadable ({exc})", UserWarning, stacklevel=2)
+            else:
+                named = ", ".join(classes[k] for k in positives) or "normal"
+                cxr_thumbnail(
+                    out / "thumbs" / f"{image_id}.png",
+                    grey,
+                    cam=cams[shown],
+                    boxes=[(classes[ci], y0, x0, y1, x1) for ci, y0, x0, y1, x1 in image_boxes],
+                    peak=_cam_peak(cams[shown]),
+                    title=f"{image_id} [{named}]: CAM {classes[shown]} p={probs[shown]:.2f}",
+                    colors=colors,
+                )
+                thumbs[image_id] = f"thumbs/{image_id}.png"
+        del cams, pred
+    if extra_classes:
+        warnings.warn(
+            f"the predictions have classes that {labels_csv} lacks, left out: {_names(extra_classes)}",
+            UserWarning,
+            stacklevel=2,
+        )
+    if inconsistent:
+        warnings.warn(
+            f"{boxes_path}: lesion boxes of classes the image is not labelled with (labels.csv says 0), scored in the "
+            f"pointing game anyway: {_names(inconsistent)}",
+            UserWarning,
+            stacklevel=2,
+        )
+    yield Progress(len(chosen), len(chosen), "AUROC, thresholds, pointing game")
+
+    auroc: dict[str, tuple[float, float, float]] | None = None
+    auroc_note = ""
+    try:
+        auroc = multilabel_auroc(y, s, classes=classes, n_boot=int(n_boot), seed=int(seed))
+    except ConfigError as exc:
+        auroc_note = str(exc)
+    youden = youden_thresholds(y, s)
+    thr = np.full(len(classes), np.nan)
+    source: dict[str, str] = {}
+    for c, name in enumerate(classes):
+        given = None if thresholds is None else thresholds.get(name)
+        if given is not None and math.isfinite(float(given)):
+            thr[c], source[name] = float(given), "given"
+        elif math.isfinite(youden[c]):
+            thr[c], source[name] = youden[c], "youden on the evaluated images"
+        else:
+            source[name] = "undefined (one label only)"
+    sens, spec = sensitivity_specificity(y, s, np.where(np.isfinite(thr), thr, 0.0))
+    sens = np.where(np.isfinite(thr), sens, np.nan)
+    spec = np.where(np.isfinite(thr), spec, np.nan)
+    if thresholds is None:
+        thresholds_note = (
+            "no thresholds given: chosen by Youden's J on the evaluated images themselves, so sensitivity and "
+            "specificity are optimistic (pass the checkpoint's validation thresholds)"
+        )
+    elif any(v.startswith("youden") for v in source.values()):
+        thresholds_note = "given thresholds used; classes without one: Youden's J on the evaluated images (optimistic)"
+    else:
+        thresholds_note = "given thresholds (e.g. Youden's J on the validation split, from the checkpoint)"
+    hits = np.zeros(len(classes), dtype=np.int64)
+    total = np.zeros(len(classes), dtype=np.int64)
+    hit_of: dict[tuple[int, int], bool] = {}
+    for pair in pairs:
+        total[pair.class_index] += 1
+        hits[pair.class_index] += int(pair.hit)
+        hit_of[(pair.image, pair.class_index)] = pair.hit
+    pointing = {name: (float(hits[c] / total[c]) if total[c] else math.nan) for c, name in enumerate(classes)}
+    unboxed = {
+        name: int(sum(1 for i in range(len(chosen)) if y[i, c] and (i, c) not in hit_of))
+        for c, name in enumerate(classes)
+    }
+    suspects = suspected_label_errors(chosen, y, s, classes=classes, high=high, low=low)
+    suspect_ids = {x["name"] for x in suspects}
+
+    columns = ["image", "labels"]
+    for name in classes:
+        columns += [f"{name}_label", f"{name}_probability", f"{name}_predicted", f"{name}_peak_in_box"]
+    columns.append("suspect")
+    rows = []
+    for i, image_id in enumerate(chosen):
+        row: dict[str, Any] = {
+            "image": image_id,
+            "labels": ";".join(classes[c] for c in np.flatnonzero(y[i])) or "normal",
+            "suspect": image_id in suspect_ids,
+        }
+        for c, name in enumerate(classes):
+            row[f"{name}_label"] = int(y[i, c])
+            row[f"{name}_probability"] = float(s[i, c])
+            row[f"{name}_predicted"] = "" if not math.isfinite(thr[c]) else int(s[i, c] >= thr[c])
+            row[f"{name}_peak_in_box"] = "" if (i, c) not in hit_of else int(hit_of[(i, c)])
+        rows.append(row)
+    _write_csv(out / "images.csv", columns, rows)
+
+    files: dict[str, Any] = {"images_csv": "images.csv", "auroc_json": "auroc.json", "suspects": "suspects.json"}
+    if thumbnails:
+        files["thumbs"] = thumbs
+    fig = _new_figure((5.5, 4.8))
+    mean_txt = f"mean AUROC {auroc['mean'][0]:.3f}" if auroc is not None else "AUROC undefined"
+    draw_roc(
+        fig.add_subplot(1, 1, 1),
+        {name: (y[:, c], s[:, c]) for c, name in enumerate(classes)},
+        title=f"X-ray ROC per class ({len(chosen)} images): {mean_txt}",
+    )
+    fig.tight_layout()
+    _save_figure(fig, out / "roc.png")
+    files["roc_png"] = "roc.png"
+
+    auroc_part = {name: _interval(auroc[name] if auroc is not None else None) for name in classes}
+    mean_part = _interval(auroc["mean"] if auroc is not None else None)
+    if auroc is None:
+        mean_part["skipped"] = auroc_note
+    summary = {
+        "classes": classes,
+        "n_images": len(chosen),
+        "n_positive": {name: int(y[:, c].sum()) for c, name in enumerate(classes)},
+        "auroc": auroc_part,
+        "mean_auroc": mean_part,
+        "confidence": 0.95,
+        "thresholds": {name: float(thr[c]) for c, name in enumerate(classes)},
+        "threshold_source": source,
+        "thresholds_note": thresholds_note,
+        "sensitivity": {name: float(sens[c]) for c, name in enumerate(classes)},
+        "specificity": {name: float(spec[c]) for c, name in enumerate(classes)},
+        "pointing_game": pointing,
+        "pointing_pairs": {name: int(total[c]) for c, name in enumerate(classes)},
+        "pointing_unboxed_positives": unboxed,
+        "pointing_note": (
+            "share of (image, class) pairs with a lesion box whose class CAM peaks inside one of the class's boxes"
+            if all_boxes is not None
+            else f"no {boxes_path.name} beside labels.csv: pointing game not computed"
+        ),
+    }
+    _write_json(out / "auroc.json", summary)
+    suspects_out = [{**x, "thumbnail": thumbs.get(x["name"])} for x in suspects]
+    _write_json(out / "suspects.json", _suspects_document(suspects_out, high, low, "class probability"))
+    metrics = {
+        "track": "cxr",
+        **summary,
+        "suspects": len(suspects),
+        "settings": {"n_boot": int(n_boot), "seed": int(seed), "suspect_high": high, "suspect_low": low},
+        "files": files,
+        "inputs": {"infer_dir": str(pred_dir), "cohort_dir": str(root), "images": chosen},
+    }
+    _write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def evaluate_cxr(
+    infer_dir: PathLike,
+    cohort_dir: PathLike,
+    out_dir: PathLike,
+    *,
+    images: Sequence[str] | None = None,
+    thresholds: Mapping[str, float | None] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    suspect_high: float = SUSPECT_HIGH,
+    suspect_low: float = SUSPECT_LOW,
+    thumbnails: bool = True,
+) -> dict[str, Any]:
+    """Evaluate chest X-ray predictions: per-class and mean AUROC, operating points, pointing game, suspects.
+
+    Args:
+        infer_dir: folder of ``<image>.cam.ome.tif`` + ``<image>.cam.json``
+            (:func:`napari_patchdx.infer.save_cxr_prediction`).
+        cohort_dir: the cohort: ``labels.csv`` (:func:`napari_patchdx.data.sampling.read_cohort_labels`: image,
+            png, one 0 / 1 column per class) and, for the pointing game, ``lesions.csv`` (image, class, y0, x0,
+            y1, x1: half-open native-pixel boxes), as :func:`napari_patchdx.data.synth_cxr.make_cxr_cohort` writes.
+        out_dir: where to write (created); see "Files".
+        images: the image ids to evaluate (default: every prediction in ``infer_dir``, which must all be in
+            ``labels.csv``).
+        thresholds: class -> operating threshold (a score >= it is called positive), e.g.
+            :func:`thresholds_from_checkpoint` (Youden's J on the validation split). None, or a class given None:
+            Youden's J on the evaluated images, which is optimistic; ``metrics["threshold_source"]`` and
+            ``thresholds_note`` say which was used.
+        n_boot, seed: bootstrap resamples (images, the same resample for every class) and seed of the 95 %
+            intervals (:func:`multilabel_auroc`).
+        suspect_high, suspect_low: the suspected-label-error rule's limits (:data:`SUSPECT_RULE`), per class.
+        thumbnails: write ``thumbs/<image>.png``: the X-ray with the CAM of its most probable labelled class (or
+            its most probable class when it has no label), the lesion boxes and the CAM's peak.
+
+    Pointing game: for every (image, class) pair with at least one box in ``lesions.csv``, a hit when the class
+    CAM's maximum (at native resolution) lies inside one of that class's boxes on the image
+    (:func:`pointing_game_pairs`); the rate per class is hits / pairs (NaN without pairs).
+
+    Files (under ``out_dir``, each written atomically): ``images.csv`` (image, labels, then per class
+    ``<class>_label``, ``_probability``, ``_predicted`` (at the threshold), ``_peak_in_box`` (empty without a
+    box), and ``suspect``), ``auroc.json`` (the per-class summary), ``roc.png`` (a curve per class),
+    ``thumbs/``, ``suspects.json`` and ``metrics.json`` (the returned dict).
+
+    Returns:
+        The metrics: ``track`` ("cxr"), ``classes``, ``n_images``, ``n_positive``, ``auroc`` (class -> auc, lo,
+        hi), ``mean_auroc``, ``thresholds``, ``threshold_source``, ``thresholds_note``, ``sensitivity``,
+        ``specificity``, ``pointing_game``, ``pointing_pairs``, ``suspects``, ``settings``, ``files``, ``inputs``.
+
+    Raises:
+        ConfigError: predictions for images missing from ``labels.csv`` (or ``images`` naming such images),
+            thresholds for unknown classes, bad parameters.
+        InputFileError: no predictions, a missing prediction for a listed image, a prediction lacking a class or
+            with a NaN / out-of-range probability, a bad ``labels.csv`` / ``lesions.csv``.
+    """
+    return run_job(
+        evaluate_cxr_job(
+            infer_dir,
+            cohort_dir,
+            out_dir,
+            images=images,
+            thresholds=thresholds,
+            n_boot=n_boot,
+            seed=seed,
+            suspect_high=suspect_high,
+            suspect_low=suspect_low,
+            thumbnails=thumbnails,
+        )
+    )

@@ -1,0 +1,137 @@
+"""The Evaluate widget in a real napari Viewer: curves, the per-slide table and points coloured by outcome."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgba
+
+from napari_patchdx.evaluate import OUTCOME_COLORS
+from napari_patchdx.geometry import level0_to_world
+
+from .test_evaluate import SLIDE_MPP, build_cxr_case, build_slide_case
+
+pytestmark = pytest.mark.gui
+
+# tumor_a's lesion points (most probable first): on lesion A, on the ITC, on background, a second hit on A
+TUMOR_A_YX = [[448.0, 448.0], [1600.0, 1600.0], [1856.0, 320.0], [704.0, 704.0]]
+TUMOR_A_OUTCOMES = ["hit", "itc_ignored", "false_positive", "hit"]
+
+
+def _heatmap_layer(viewer, heat_dir: Path, stem: str, slide: Path):
+    """A heatmap layer as the inference widget makes it: kind "heatmap", its grid, aligned by the grid."""
+    from napari_patchdx.infer import heatmap_paths, read_heatmap
+
+    heat, grid, _ = read_heatmap(heatmap_paths(heat_dir, stem)["final"])
+    meta = {"patchdx": {"kind": "heatmap", "grid": grid.to_dict(), "mpp": grid.mpp, "slide": str(slide)}}
+    return viewer.add_image(
+        heat,
+        name=f"{stem} heatmap",
+        colormap="inferno",
+        contrast_limits=(0, 1),
+        opacity=0.5,
+        units=("um", "um"),
+        metadata=meta,
+        **grid.napari(),
+    )
+
+
+def _run(widget, qtbot) -> None:
+    widget.runner.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.result is not None, timeout=120_000)
+    qtbot.waitUntil(lambda: widget.runner.worker is None, timeout=10_000)
+
+
+def _expect_tumor_a_outcomes(viewer) -> None:
+    layer = viewer.layers["tumor_a outcomes"]
+    assert list(layer.features["outcome"]) == TUMOR_A_OUTCOMES
+    np.testing.assert_allclose(layer.features["probability"], np.float32([0.9, 0.8, 0.7, 0.6]))
+    assert list(layer.features["first_hit"]) == [True, False, False, False]
+    expected = np.array([to_rgba(OUTCOME_COLORS[o]) for o in TUMOR_A_OUTCOMES])
+    np.testing.assert_allclose(layer.face_color, expected, atol=1e-6)
+    np.testing.assert_allclose(layer.data, TUMOR_A_YX)
+    # the points sit on the slide: a level-0 point lands on the same world coordinate as in the slide layer
+    np.testing.assert_allclose(layer.data_to_world(layer.data[0]), level0_to_world(TUMOR_A_YX[0], SLIDE_MPP))
+    slide = viewer.layers["tumor_a"]
+    np.testing.assert_allclose(slide.world_to_data(layer.data_to_world(layer.data[0]))[:2], [447.5, 447.5])
+    # beside the ground truth: just above it in the layer list, or above the slide's heatmap when that is higher
+    names = [lyr.name for lyr in viewer.layers]
+    below = [names.index("tumor_a ground truth")] + [names.index(n) for n in names if n == "tumor_a heatmap"]
+    assert names.index("tumor_a outcomes") == max(below) + 1
+
+
+def test_evaluate_widget_on_heatmap_layers(make_napari_viewer, qtbot, tmp_path) -> None:
+    from napari_patchdx._napari.evaluate_widget import EvaluateWidget
+
+    case = build_slide_case(tmp_path)
+    tumour, _, normal_b = case["slides"]
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(tumour), plugin="napari-patchdx")  # the slide and its ground truth (the XML beside it)
+    viewer.open(str(normal_b), plugin="napari-patchdx")
+    _heatmap_layer(viewer, case["heatmaps"], "tumor_a", tumour)
+    _heatmap_layer(viewer, case["heatmaps"], "normal_b", normal_b)
+    widget = EvaluateWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert set(widget.heatmaps.choices) == {"tumor_a heatmap", "normal_b heatmap"}
+    assert "tumor_a ground truth" in widget.truth.choices
+    widget.heatmaps.value = ["tumor_a heatmap", "normal_b heatmap"]
+    widget.truth.value = ["tumor_a ground truth"]
+    widget.n_boot.value = 50
+    _run(widget, qtbot)
+
+    result = widget.result
+    assert result.names == ["tumor_a", "normal_b"] and list(result.is_tumor) == [True, False]
+    _expect_tumor_a_outcomes(viewer)
+    normal = viewer.layers["normal_b outcomes"]
+    assert list(normal.features["outcome"]) == ["false_positive"]
+    np.testing.assert_allclose(normal.face_color, [to_rgba(OUTCOME_COLORS["false_positive"])], atol=1e-6)
+    # the per-slide table and the curves in the dock
+    assert widget.table.shape == (2, 10)
+    assert widget.table.column_headers[:3] == ("slide", "label", "score")
+    assert [widget.table.data[i, 0] for i in range(2)] == ["tumor_a", "normal_b"]
+    assert widget.table.data[0, widget.table.column_headers.index("lesions_detected")] == 1
+    assert widget.table.data[1, widget.table.column_headers.index("suspect")] == "yes"  # normal scored 0.95
+    froc_ax, roc_ax = widget.figure.axes
+    assert froc_ax.get_xlabel() == "average false positives per slide" and froc_ax.lines
+    assert roc_ax.lines and "slide AUC 0.000" in widget.summary.value  # tumour 0.9 below the normal's 0.95
+
+    # run again: the outcome layers are replaced, not duplicated
+    widget.result = None
+    _run(widget, qtbot)
+    assert [lyr.name for lyr in viewer.layers].count("tumor_a outcomes") == 1
+
+
+def test_evaluate_widget_on_folders(make_napari_viewer, qtbot, tmp_path) -> None:
+    from napari_patchdx._napari.evaluate_widget import EvaluateWidget
+
+    case = build_slide_case(tmp_path)
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(case["slides"][0]), plugin="napari-patchdx")
+    widget = EvaluateWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.source.value = "slide folders"
+    assert not widget.slides_dir.native.isHidden() and widget.heatmaps.native.isHidden()
+    widget.slides_dir.value = tmp_path / "slides"
+    widget.heatmap_dir.value = case["heatmaps"]
+    widget.out_dir.value = tmp_path / "evaluate"
+    widget.n_boot.value = 50
+    _run(widget, qtbot)
+    assert widget.result["froc"]["score"] == pytest.approx(5 / 6)  # as test_evaluate_slides_hand_computed
+    assert json.loads((tmp_path / "evaluate" / "metrics.json").read_text())["n_slides"] == 3
+    _expect_tumor_a_outcomes(viewer)  # read back from the written points and classified the same way
+    assert "normal_a outcomes" not in viewer.layers  # only slides open in the viewer get points
+    assert widget.table.shape == (3, 10)
+
+    cohort, infer = build_cxr_case(tmp_path / "cxr")
+    widget.result = None
+    widget.source.value = "X-ray folders"
+    widget.cohort_dir.value = cohort
+    widget.predictions_dir.value = infer
+    widget.out_dir.value = tmp_path / "cxr_eval"
+    _run(widget, qtbot)
+    assert widget.result["mean_auroc"]["auc"] == pytest.approx(5 / 6)
+    assert widget.table.shape[0] == 6 and "mean AUROC 0.833" in widget.summary.value
+    assert len(widget.figure.axes[0].lines) == 3  # a curve per class and the chance diagonal
