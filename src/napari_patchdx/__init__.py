@@ -27,6 +27,9 @@ _LAZY = {
     "InputFileError": "napari_patchdx.errors",
     "MissingMetadataError": "napari_patchdx.errors",
     "PatchdxError": "napari_patchdx.errors",
+    "RunConfig": "napari_patchdx.pipeline",
+    "RunResult": "napari_patchdx.pipeline",
+    "run": "napari_patchdx.pipeline",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
@@ -36,6 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .io.annotations import AnnotationSet, Region, read_annotations
     from .io.cxr import CxrImage, read_cxr
     from .io.slides import Slide, open_slide
+    from .pipeline import RunConfig, RunResult, run
 
 
 def __getattr__(name: str) -> Any:

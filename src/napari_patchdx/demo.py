@@ -1,107 +1,287 @@
-"""The demo behind ``napari-patchdx demo``: the built-in synthetic cohorts, end to end as far as it goes today.
+"""The demo behind ``napari-patchdx demo``: both tracks end to end on built-in synthetic cohorts, through ``run()``.
 
-Current scope (the foundation): build the whole-slide and chest X-ray cohorts, open every file through the same
-readers and layer builders napari uses, check each against its ground truth, and print and save a summary.
+1. Synthetic cohorts: lymph-node slides with tumour annotations (``DIR/data/wsi``) and chest X-rays with lesion
+   masks (``DIR/data/cxr``).
+2. The slide track (Liu et al. 2017): balanced patch sampling, training the small network, tumour heatmaps with
+   8-fold test-time augmentation on the test slides, lesion points, CAMELYON16 FROC and slide-level AUC.
+3. The X-ray track (Park et al. 2019), twice on the same split: the curriculum (lesion patches first, then whole
+   images) and the baseline (whole images only, the same number of optimizer steps); probabilities and class
+   activation maps of the test images, AUROC per class and the pointing game (CAM peak inside the lesion box).
+4. One report over the three runs (``DIR/report.html``) and every metric in ``DIR/metrics.json`` (the report's
+   per-run metrics, plus ``curriculum_vs_baseline``: every number both X-ray runs report, side by side, and
+   ``demo``: sizes, seed and timings).
+
+Each run is an ordinary pipeline run (``DIR/runs/<name>``, its configuration also saved as
+``DIR/configs/<name>.yaml``), so ``napari-patchdx run DIR/configs/slides.yaml`` repeats it, and running the demo
+again into the same folder skips everything that is already done. :class:`DemoSizes` sets every size; the default
+:data:`DEMO` finishes in a few minutes on two CPU cores, :data:`QUICK` (``--quick``, and the tests) in about a
+minute. The sizes are deliberately small (coarse slide magnification, 128 px X-rays, the 300K-parameter network,
+a few epochs): the demo shows the whole workflow, not the methods' best numbers.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from tqdm import tqdm
-
 from ._fsutil import atomic_write_text
-from .layers import layers_for_paths
 
-#: Demo cohort sizes: small enough for two CPU cores in a minute or two, large enough to mean something.
-DEMO_WSI = {"n_tumor": 2, "n_normal": 1, "height": 6144, "width": 6144, "mpp": 0.5}
-DEMO_CXR = {"n": 12, "size": 512}
+__all__ = ["DEMO", "QUICK", "DemoSizes", "run_demo"]
 
 
-def run_demo(out: Path, view: bool = False, seed: int = 0) -> dict[str, Any]:
-    """Run the demo into ``out``; returns (and writes to ``out/summary.json``) what it found."""
-    from .data.synth_cxr import make_cxr_cohort
-    from .data.synth_wsi import make_wsi_cohort
+@dataclass(frozen=True)
+class DemoSizes:
+    """Every size the demo uses.
 
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    Attributes:
+        wsi: :func:`~napari_patchdx.data.synth_wsi.make_wsi_cohort` arguments (n_tumor, n_normal, height, width in
+            level-0 pixels, mpp in um/px).
+        slide_splits: train / val / test fractions of the slides (stratified tumour / normal).
+        slide_patches: balanced training patches (``sample.n``).
+        slide_train: the slide run's ``train`` section (patch size in patch pixels at ``mpp`` um/px ...).
+        cxr: :func:`~napari_patchdx.data.synth_cxr.make_cxr_cohort` arguments (n images, size in pixels).
+        cxr_splits: train / val / test fractions of the X-rays (stratified by any lesion).
+        cxr_train: the X-ray runs' ``train`` section (``stage`` is set per run: curriculum / baseline).
+        n_boot: bootstrap resamples of the AUC / AUROC intervals.
+    """
 
-    t0 = time.perf_counter()
-    print(f"[1/4] synthetic whole-slide cohort -> {out / 'wsi'}")
-    wsi = make_wsi_cohort(out / "wsi", seed=seed, **DEMO_WSI)
-    timings["synth_wsi_s"] = time.perf_counter() - t0
+    wsi: dict[str, Any] = field(default_factory=dict)
+    slide_splits: tuple[float, float, float] = (0.4, 0.2, 0.4)
+    slide_patches: int = 1024
+    slide_train: dict[str, Any] = field(default_factory=dict)
+    cxr: dict[str, Any] = field(default_factory=dict)
+    cxr_splits: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    cxr_train: dict[str, Any] = field(default_factory=dict)
+    n_boot: int = 500
 
-    t0 = time.perf_counter()
-    print(f"[2/4] synthetic chest X-ray cohort -> {out / 'cxr'}")
-    cxr = make_cxr_cohort(out / "cxr", seed=seed, **DEMO_CXR)
-    timings["synth_cxr_s"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    print("[3/4] opening every slide through the napari reader")
-    all_layers: list[Any] = []
-    slides = []
-    for s in tqdm(wsi.slides, unit="slide"):
-        layers = layers_for_paths([s.path])
-        all_layers.extend(layers)
-        image_kwargs = layers[0][1]
-        info = image_kwargs["metadata"]["patchdx"]
-        slides.append(
+_COMMON = {"arch": "small", "optimizer": "adam", "num_workers": 0}
+
+DEMO = DemoSizes(
+    wsi={"n_tumor": 5, "n_normal": 5, "height": 2560, "width": 2560, "mpp": 0.5},
+    slide_splits=(0.4, 0.2, 0.4),
+    slide_patches=1536,
+    slide_train={
+        **_COMMON,
+        "patch_size": 64,
+        "center_size": 32,
+        "mpp": 2.0,
+        "epochs": 3,
+        "batch_size": 32,
+        "val_patches": 256,
+        "progress_every": 8,
+    },
+    cxr={"n": 80, "size": 256, "dicom": False},
+    cxr_splits=(0.6, 0.2, 0.2),
+    cxr_train={
+        **_COMMON,
+        "working_size": 128,
+        "patch_size": 48,
+        "epochs": 6,
+        "batch_size": 16,
+        "val_patches": 128,
+        "progress_every": 2,
+    },
+    n_boot=500,
+)
+"""The demo's sizes: a few minutes on two CPU cores."""
+
+QUICK = DemoSizes(
+    wsi={"n_tumor": 3, "n_normal": 3, "height": 1536, "width": 1536, "mpp": 1.0},
+    slide_splits=(0.34, 0.33, 0.33),
+    slide_patches=64,
+    slide_train={
+        **_COMMON,
+        "patch_size": 32,
+        "center_size": 16,
+        "mpp": 4.0,
+        "epochs": 1,
+        "batch_size": 16,
+        "val_patches": 32,
+    },
+    cxr={"n": 16, "size": 96, "dicom": False},
+    cxr_splits=(0.5, 0.25, 0.25),
+    cxr_train={
+        **_COMMON,
+        "working_size": 64,
+        "patch_size": 32,
+        "epochs": 1,
+        "batch_size": 8,
+        "val_patches": 16,
+    },
+    n_boot=50,
+)
+"""Tiny sizes (``napari-patchdx demo --quick`` and the tests): the same code path in about a minute."""
+
+RUNS = ("slides", "cxr-curriculum", "cxr-baseline")
+
+
+def demo_configs(out: Path, seed: int = 0, sizes: DemoSizes = DEMO) -> dict[str, Any]:
+    """The three pipeline configurations of the demo (``RunConfig`` objects keyed by run name)."""
+    from .pipeline import RunConfig
+
+    data, runs = out / "data", out / "runs"
+    common = {"seed": seed, "evaluate": {"n_boot": sizes.n_boot}}
+    configs = {
+        "slides": RunConfig.from_dict(
             {
-                "slide": s.path.stem,
-                "label": s.label,
-                "size": "x".join(str(v) for v in info["level_shapes"][0][::-1]),
-                "levels": len(info["level_shapes"]),
-                "mpp": info["mpp"],
-                "ground_truth_regions": len(layers[1][0]) if len(layers) > 1 else 0,
+                "track": "slides",
+                "input": str(data / "wsi"),
+                "run_dir": str(runs / "slides"),
+                "splits": list(sizes.slide_splits),
+                "sample": {"n": sizes.slide_patches},
+                "train": dict(sizes.slide_train),
+                **common,
             }
         )
-    timings["open_slides_s"] = time.perf_counter() - t0
+    }
+    for stage in ("curriculum", "baseline"):
+        configs[f"cxr-{stage}"] = RunConfig.from_dict(
+            {
+                "track": "cxr",
+                "input": str(data / "cxr"),
+                "run_dir": str(runs / f"cxr-{stage}"),
+                "splits": list(sizes.cxr_splits),
+                "sample": {"n": 256 if stage == "curriculum" else 0},
+                "train": {**sizes.cxr_train, "stage": stage},
+                **common,
+            }
+        )
+    return configs
+
+
+def run_demo(out: Path, view: bool = False, seed: int = 0, sizes: DemoSizes = DEMO) -> dict[str, Any]:
+    """Run the demo into ``out`` (see the module docstring); returns what it writes to ``out/metrics.json``.
+
+    Args:
+        out: the demo folder (created; a second run reuses what is done).
+        view: open napari with every layer at the end (blocks until the viewer is closed).
+        seed: seeds the cohorts, the splits and the training.
+        sizes: cohort and training sizes (:data:`DEMO`; :data:`QUICK` for a fast check).
+    """
+    from .cli import drive
+    from .data.synth_cxr import make_cxr_cohort
+    from .data.synth_wsi import make_wsi_cohort
+    from .pipeline import run_job
+    from .report import build_report
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
 
     t0 = time.perf_counter()
-    print("[4/4] reading every chest X-ray (PNG and DICOM) through the napari reader")
-    images = []
-    with open(cxr.labels_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in tqdm(rows, unit="image"):
-        png = layers_for_paths([cxr.root / row["png"]])
-        all_layers.extend(png)
-        entry: dict[str, Any] = {"image": row["image"], "shape": list(png[0][0].shape)}
-        if row.get("dcm"):
-            dcm = layers_for_paths([cxr.root / row["dcm"]])
-            entry["dicom_vs_png_max_abs_diff"] = float(np.abs(dcm[0][0] - png[0][0]).max())
-            entry["photometric"] = dcm[0][1]["metadata"]["patchdx"].get("photometric_interpretation")
-        entry["labels"] = [k for k, v in row.items() if v == "1"]
-        images.append(entry)
-    timings["open_cxr_s"] = time.perf_counter() - t0
+    print(f"[1/5] synthetic cohorts -> {out / 'data'}")
+    make_wsi_cohort(out / "data" / "wsi", seed=seed, **sizes.wsi)
+    make_cxr_cohort(out / "data" / "cxr", seed=seed, **sizes.cxr)
+    timings["cohorts"] = time.perf_counter() - t0
 
-    summary = {"slides": slides, "cxr": images, "timings_s": {k: round(v, 2) for k, v in timings.items()}}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    configs = demo_configs(out, seed, sizes)
+    results = {}
+    steps = {
+        "slides": "[2/5] slide track: balanced sampling, training, heatmaps with TTA, lesion points, FROC, AUC",
+        "cxr-curriculum": "[3/5] X-ray track, curriculum: lesion patches, then whole images; CAMs, AUROC",
+        "cxr-baseline": "[4/5] X-ray track, baseline: whole images only, the same budget",
+    }
+    for name, config in configs.items():
+        print(steps[name])
+        config.to_yaml(_mkdir(out / "configs") / f"{name}.yaml")
+        t0 = time.perf_counter()
+        results[name] = drive(run_job(config), name)
+        timings[name] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    print("[5/5] report")
+    report = build_report([results[n].run_dir for n in RUNS], out / "report.html", title="napari-patchdx demo")
+    timings["report"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - t_all
+
+    # build_report wrote metrics.json beside the page (one entry per run, keyed by run folder name); add the demo's
+    summary = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    summary["curriculum_vs_baseline"] = compare(results["cxr-curriculum"].metrics, results["cxr-baseline"].metrics)
+    summary["demo"] = {
+        "runs": {n: {"run_dir": str(r.run_dir), "stages": r.stages} for n, r in results.items()},
+        "report": str(report),
+        "seed": seed,
+        "sizes": asdict(sizes),
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+    }
+    atomic_write_text(out / "metrics.json", json.dumps(_plain(summary), indent=2, allow_nan=False) + "\n")
     _print_summary(summary)
-    print(f"\nsummary written to {out / 'summary.json'}")
+    print(f"\nmetrics: {out / 'metrics.json'}")
+    print(f"report:  {report}")
     if view:  # pragma: no cover - interactive
         from ._napari.viewer import show_layers
 
-        show_layers(all_layers, title="napari-patchdx demo")
+        layers = []
+        for name, result in results.items():
+            for data, kwargs, kind in result.layers():
+                what = kwargs["metadata"]["patchdx"]["kind"]
+                if name == "cxr-baseline" and what in ("cxr", "boxes"):
+                    continue  # the same X-rays and boxes as the curriculum run's: only its CAMs are new
+                layers.append((data, {**kwargs, "name": f"{name}: {kwargs.get('name', '')}"}, kind))
+        show_layers(layers, title="napari-patchdx demo")
     return summary
 
 
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _numbers(metrics: Any, prefix: str = "") -> dict[str, float]:
+    """Every finite number of a nested metrics dict, keyed by its dotted path (settings and counts left out)."""
+    out: dict[str, float] = {}
+    if isinstance(metrics, dict):
+        for key, value in metrics.items():
+            if key in ("settings", "inputs", "files", "n_boot", "confidence") or str(key).startswith("n_"):
+                continue
+            out.update(_numbers(value, f"{prefix}{key}."))
+    elif isinstance(metrics, int | float) and not isinstance(metrics, bool) and metrics == metrics:
+        out[prefix[:-1]] = float(metrics)
+    return out
+
+
+_COMPARED = ("auroc.", "mean_auroc.", "sensitivity.", "specificity.", "pointing_game.", "training.best")
+
+
+def compare(curriculum: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """The numbers both X-ray runs report (AUROC per class and mean, sensitivity, specificity, pointing game per
+    class and its mean over the classes where it is defined, best validation AUROC), side by side with their
+    difference (curriculum - baseline). Interval bounds are left out."""
+    a, b = _numbers(curriculum), _numbers(baseline)
+    for values, metrics in ((a, curriculum), (b, baseline)):
+        game = [v for v in (metrics.get("pointing_game") or {}).values() if isinstance(v, int | float)]
+        if game:
+            values["pointing_game.mean"] = float(sum(game) / len(game))
+    keys = [k for k in a if k in b and not k.endswith((".lo", ".hi"))]
+    chosen = [k for k in keys if k.startswith(_COMPARED)] or keys
+    return {key: {"curriculum": a[key], "baseline": b[key], "difference": a[key] - b[key]} for key in chosen}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
-    print("\nslides")
-    print(f"  {'slide':<12} {'label':<7} {'size':<11} {'levels':>6} {'mpp':>5} {'regions':>7}")
-    for s in summary["slides"]:
-        print(
-            f"  {s['slide']:<12} {s['label']:<7} {s['size']:<11} {s['levels']:>6} {s['mpp']:>5} "
-            f"{s['ground_truth_regions']:>7}"
-        )
-    n_lesion = sum(1 for c in summary["cxr"] if c["labels"])
-    worst = max((c.get("dicom_vs_png_max_abs_diff", 0.0) for c in summary["cxr"]), default=0.0)
-    print(
-        f"\nchest X-rays: {len(summary['cxr'])} images, {n_lesion} with lesions; "
-        f"DICOM vs PNG max |difference| {worst:.4f}"
-    )
-    print("timings: " + ", ".join(f"{k} {v}" for k, v in summary["timings_s"].items()))
+    slides = _numbers(summary.get("slides", {}))
+    print("\nslide track (test slides)")
+    for key in sorted(slides):
+        if key.startswith(("froc.score", "froc.sensitivity_at", "slide_auc.auc", "points.")):
+            print(f"  {key:<32} {slides[key]:.3f}")
+    print("\nchest X-rays: curriculum vs baseline (test images)")
+    print(f"  {'metric':<40} {'curriculum':>10} {'baseline':>10} {'diff':>7}")
+    rows = summary["curriculum_vs_baseline"]
+    for key in list(rows)[:30]:
+        row = rows[key]
+        print(f"  {key:<40} {row['curriculum']:>10.3f} {row['baseline']:>10.3f} {row['difference']:>+7.3f}")
+    print("\ntimings (s): " + ", ".join(f"{k} {v}" for k, v in summary["demo"]["timings_s"].items()))
