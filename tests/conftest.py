@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from skimage.transform import downscale_local_mean, resize
 # One process runs both the GUI tests (Mesa's llvmpipe OpenGL under Xvfb) and torch: keep triton, whose LLVM clashes
 # with Mesa's, out of it, as the napari adapters do (see napari_patchdx._napari); torch.compile is never used.
 sys.modules.setdefault("triton", None)  # type: ignore[arg-type]
+# Idle OpenMP threads sleep instead of spinning (read when torch is first imported): on 2 shared cores, spinning
+# threads of one model call starve the loader threads, workers and GUI of the same test run (as the CLI does).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def write_pyramid(
