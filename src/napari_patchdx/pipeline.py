@@ -80,6 +80,7 @@ import pandas as pd
 import yaml
 
 from . import __version__
+from ._config import choice, closest, integer, number
 from ._fsutil import atomic_write_text, sha256_file
 from .data.sampling import (
     SPLITS,
@@ -97,10 +98,6 @@ from .train import (
     DEFAULT_PATCH_SIZE,
     TrainConfig,
     TrainData,
-    _choice,
-    _closest,
-    _float,
-    _int,
     resolve_device,
     train_job,
 )
@@ -192,9 +189,9 @@ class SampleSettings:
     )
 
     def __post_init__(self) -> None:
-        self.n = _int("sample.n", self.n, 0)
-        self.method = _choice("sample.method", self.method, ("balanced", "grid"))
-        self.min_tissue = _float("sample.min_tissue", self.min_tissue, strict=False)
+        self.n = integer("sample.n", self.n, 0)
+        self.method = choice("sample.method", self.method, ("balanced", "grid"))
+        self.min_tissue = number("sample.min_tissue", self.min_tissue, strict=False)
         if self.min_tissue > 1:
             raise ConfigError(f"sample.min_tissue must be in [0, 1], got {self.min_tissue}")
 
@@ -217,16 +214,16 @@ class InferSettings:
     )
 
     def __post_init__(self) -> None:
-        self.checkpoint = _choice("infer.checkpoint", self.checkpoint, ("best", "last"))
+        self.checkpoint = choice("infer.checkpoint", self.checkpoint, ("best", "last"))
         if isinstance(self.splits, str):
             self.splits = [self.splits]
         if not isinstance(self.splits, Sequence) or not self.splits:
             raise ConfigError(f"infer.splits must be a non-empty list of {', '.join(SPLITS)}, got {self.splits!r}")
-        self.splits = [_choice("infer.splits", s, SPLITS) for s in self.splits]
+        self.splits = [choice("infer.splits", s, SPLITS) for s in self.splits]
         self.tta = _bool("infer.tta", self.tta)
-        self.stride = _int("infer.stride", self.stride, 1, optional=True)
-        self.batch_size = _int("infer.batch_size", self.batch_size, 1)
-        self.min_tissue = _float("infer.min_tissue", self.min_tissue, strict=False)
+        self.stride = integer("infer.stride", self.stride, 1, optional=True)
+        self.batch_size = integer("infer.batch_size", self.batch_size, 1)
+        self.min_tissue = number("infer.min_tissue", self.min_tissue, strict=False)
         if self.min_tissue > 1:
             raise ConfigError(f"infer.min_tissue must be in [0, 1], got {self.min_tissue}")
 
@@ -253,13 +250,13 @@ class EvaluateSettings:
     n_boot: int = field(default=1000, metadata=_help("bootstrap resamples of the AUC / AUROC intervals"))
 
     def __post_init__(self) -> None:
-        self.nms_threshold = _float("evaluate.nms_threshold", self.nms_threshold, strict=False)
-        self.nms_radius_um = _float("evaluate.nms_radius_um", self.nms_radius_um, strict=False)
-        self.level = _int("evaluate.level", self.level, 0)
-        self.mpp = _float("evaluate.mpp", self.mpp, optional=True)
+        self.nms_threshold = number("evaluate.nms_threshold", self.nms_threshold, strict=False)
+        self.nms_radius_um = number("evaluate.nms_radius_um", self.nms_radius_um, strict=False)
+        self.level = integer("evaluate.level", self.level, 0)
+        self.mpp = number("evaluate.mpp", self.mpp, optional=True)
         if not (isinstance(self.score, str) and re.fullmatch(r"max|top[1-9][0-9]*", self.score)):
             raise ConfigError(f"evaluate.score must be 'max' or 'top<k>' (e.g. 'top10'), got {self.score!r}")
-        self.n_boot = _int("evaluate.n_boot", self.n_boot, 0)
+        self.n_boot = integer("evaluate.n_boot", self.n_boot, 0)
 
 
 @dataclass
@@ -287,9 +284,9 @@ class DistributedSettings:
     retries: int = field(default=2, metadata=_help("times a slide is retried when its worker dies"))
 
     def __post_init__(self) -> None:
-        self.workers = _int("distributed.workers", self.workers, 0)
+        self.workers = integer("distributed.workers", self.workers, 0)
         self.scheduler = _str("distributed.scheduler", self.scheduler, optional=True)
-        self.retries = _int("distributed.retries", self.retries, 0)
+        self.retries = integer("distributed.retries", self.retries, 0)
 
 
 _SECTIONS: dict[str, type] = {
@@ -315,7 +312,7 @@ def _section(name: str, cls: type, values: Any) -> Any:
     names = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in names:
-            raise ConfigError(f"unknown key '{name}.{key}'; did you mean '{name}.{_closest(str(key), names)}'?")
+            raise ConfigError(f"unknown key '{name}.{key}'; did you mean '{name}.{closest(str(key), names)}'?")
     return cls(**dict(values))
 
 
@@ -334,7 +331,7 @@ def _build_train(values: Any, track: str, seed: int, device: str) -> TrainConfig
                 f"train.{key}: set '{key}' at the top level of the configuration; it applies to every stage"
             )
         if key not in keys:
-            raise ConfigError(f"unknown key 'train.{key}'; did you mean 'train.{_closest(str(key), keys)}'?")
+            raise ConfigError(f"unknown key 'train.{key}'; did you mean 'train.{closest(str(key), keys)}'?")
     settings = dict(values)
     if track == "cxr":
         settings.setdefault("stage", "curriculum")
@@ -360,14 +357,14 @@ def _check_splits(value: Any) -> list[float] | dict[str, str] | str | None:
         out = {}
         for name, split in value.items():
             if split not in SPLITS:
-                hint = f" (did you mean {_closest(str(split), SPLITS)!r}?)" if isinstance(split, str) else ""
+                hint = f" (did you mean {closest(str(split), SPLITS)!r}?)" if isinstance(split, str) else ""
                 raise ConfigError(f"splits[{name!r}] must be one of {', '.join(SPLITS)}, got {split!r}{hint}")
             out[str(name)] = str(split)
         if not out:
             raise ConfigError("splits: the mapping of names to splits is empty")
         return out
     if isinstance(value, Sequence) and not isinstance(value, str) and len(value) == 3:
-        fractions = [_float(f"splits[{i}]", v, strict=False) for i, v in enumerate(value)]
+        fractions = [number(f"splits[{i}]", v, strict=False) for i, v in enumerate(value)]
         if not np.isclose(sum(fractions), 1.0):  # type: ignore[arg-type]
             raise ConfigError(f"splits: the train, val and test fractions must sum to 1, got {value!r}")
         return fractions  # type: ignore[return-value]
@@ -409,11 +406,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if self.track not in TRACKS:
-            hint = f" (did you mean {_closest(str(self.track), TRACKS)!r}?)" if isinstance(self.track, str) else ""
+            hint = f" (did you mean {closest(str(self.track), TRACKS)!r}?)" if isinstance(self.track, str) else ""
             raise ConfigError(f"track must be one of {', '.join(map(repr, TRACKS))}, got {self.track!r}{hint}")
         self.input = _str("input", self.input)  # type: ignore[assignment]
         self.run_dir = _str("run_dir", self.run_dir, optional=True)
-        self.seed = _int("seed", self.seed, 0)  # type: ignore[assignment]
+        self.seed = integer("seed", self.seed, 0)  # type: ignore[assignment]
         self.device = _str("device", self.device)  # type: ignore[assignment]
         self.splits = _check_splits(self.splits)
         for name, cls in _SECTIONS.items():
@@ -460,7 +457,7 @@ class RunConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
-                raise ConfigError(f"unknown key {str(key)!r}; did you mean {_closest(str(key), names)!r}?")
+                raise ConfigError(f"unknown key {str(key)!r}; did you mean {closest(str(key), names)!r}?")
         missing = [k for k in ("track", "input") if values.get(k) is None]
         if missing:
             raise ConfigError(f"the configuration needs {' and '.join(missing)} (e.g. track: slides, input: FOLDER)")
@@ -1354,7 +1351,7 @@ def run_job(
     selected = list(STAGES) if stages is None else [str(s) for s in stages]
     for s in selected:
         if s not in STAGES:
-            raise ConfigError(f"unknown stage {s!r}; did you mean {_closest(s, STAGES)!r}?")
+            raise ConfigError(f"unknown stage {s!r}; did you mean {closest(s, STAGES)!r}?")
     last = max(STAGES.index(s) for s in selected)
     inputs = _resolve_inputs(cfg)
     device_record = _device_record(cfg.device)

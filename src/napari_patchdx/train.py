@@ -103,7 +103,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import difflib
 import hashlib
 import json
 import math
@@ -127,6 +126,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import __version__
+from ._config import choice, closest, integer, number
 from ._fsutil import atomic_path, atomic_write_text, sha256_file
 from .data.augment import cxr_eval_transforms, cxr_train_transforms, slide_train_transforms
 from .data.dataset import PatchStream, PatchTableDataset, resize_square, to_float
@@ -278,36 +278,6 @@ def resolve_device(device: str = "auto", *, local_rank: int | None = None) -> to
 # ===============================================================================================================
 
 
-def _closest(name: str, options: Sequence[str]) -> str:
-    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.0)
-    return match[0] if match else options[0]
-
-
-def _choice(key: str, value: Any, options: Sequence[str]) -> str:
-    if value not in options:
-        hint = f" (did you mean {_closest(str(value), options)!r}?)" if isinstance(value, str) else ""
-        raise ConfigError(f"{key} must be one of {', '.join(map(repr, options))}, got {value!r}{hint}")
-    return value
-
-
-def _int(key: str, value: Any, low: int, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < low:
-        raise ConfigError(f"{key} must be an integer >= {low}{' or None' if optional else ''}, got {value!r}")
-    return int(value)
-
-
-def _float(key: str, value: Any, *, low: float = 0.0, strict: bool = True, optional: bool = False) -> float | None:
-    if value is None and optional:
-        return None
-    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool) and math.isfinite(float(value))
-    if not ok or (float(value) <= low if strict else float(value) < low):
-        rel = ">" if strict else ">="
-        raise ConfigError(f"{key} must be a finite number {rel} {low}{' or None' if optional else ''}, got {value!r}")
-    return float(value)
-
-
 @dataclass
 class TrainConfig:
     """Everything that decides a training run (validated on creation; ``to_dict`` / ``from_dict`` for JSON).
@@ -373,8 +343,8 @@ class TrainConfig:
     progress_every: int = 4
 
     def __post_init__(self) -> None:
-        self.track = _choice("track", self.track, TRACKS)
-        self.stage = _choice("stage", self.stage, STAGES)
+        self.track = choice("track", self.track, TRACKS)
+        self.stage = choice("stage", self.stage, STAGES)
         if self.track == "slide" and self.stage != "patches":
             raise ConfigError(
                 f"stage {self.stage!r} needs whole images: the slide track trains on patches only "
@@ -382,13 +352,13 @@ class TrainConfig:
             )
         if self.arch is None:
             self.arch = DEFAULT_ARCH[self.track]
-        self.arch = _choice("arch", self.arch, ARCHITECTURES)
-        self.epochs = _int("epochs", self.epochs, 1)
-        self.batch_size = _int("batch_size", self.batch_size, 1)
-        self.steps_per_epoch = _int("steps_per_epoch", self.steps_per_epoch, 1, optional=True)
-        self.optimizer = _choice("optimizer", self.optimizer, OPTIMIZERS)
-        self.lr = _float("lr", self.lr, optional=True)
-        self.lr_halve_examples = _int("lr_halve_examples", self.lr_halve_examples, 1)
+        self.arch = choice("arch", self.arch, ARCHITECTURES)
+        self.epochs = integer("epochs", self.epochs, 1)
+        self.batch_size = integer("batch_size", self.batch_size, 1)
+        self.steps_per_epoch = integer("steps_per_epoch", self.steps_per_epoch, 1, optional=True)
+        self.optimizer = choice("optimizer", self.optimizer, OPTIMIZERS)
+        self.lr = number("lr", self.lr, optional=True)
+        self.lr_halve_examples = integer("lr_halve_examples", self.lr_halve_examples, 1)
         cw = self.class_weights
         if isinstance(cw, str):
             if cw != "balanced":
@@ -396,22 +366,24 @@ class TrainConfig:
         elif cw is not None:
             if not isinstance(cw, Sequence) or not cw:
                 raise ConfigError(f"class_weights must be None, 'balanced' or a list of numbers, got {cw!r}")
-            self.class_weights = [_float(f"class_weights[{i}]", w) for i, w in enumerate(cw)]  # type: ignore[misc]
-        self.early_stopping_patience = _int("early_stopping_patience", self.early_stopping_patience, 1, optional=True)
-        self.seed = _int("seed", self.seed, 0)
+            self.class_weights = [number(f"class_weights[{i}]", w) for i, w in enumerate(cw)]  # type: ignore[misc]
+        self.early_stopping_patience = integer(
+            "early_stopping_patience", self.early_stopping_patience, 1, optional=True
+        )
+        self.seed = integer("seed", self.seed, 0)
         self.device = _check_device_form(self.device)
-        self.num_workers = _int("num_workers", self.num_workers, 0)
-        self.working_size = _int("working_size", self.working_size, 32)
-        self.patch_size = _int("patch_size", self.patch_size, 8, optional=True)
-        self.center_size = _int("center_size", self.center_size, 1, optional=True)
+        self.num_workers = integer("num_workers", self.num_workers, 0)
+        self.working_size = integer("working_size", self.working_size, 32)
+        self.patch_size = integer("patch_size", self.patch_size, 8, optional=True)
+        self.center_size = integer("center_size", self.center_size, 1, optional=True)
         if self.patch_size is not None and self.center_size is not None and self.center_size > self.patch_size:
             raise ConfigError(f"center_size ({self.center_size}) must not exceed patch_size ({self.patch_size})")
         if self.track == "cxr" and self.patch_size is not None and self.patch_size > self.working_size:
             raise ConfigError(f"patch_size ({self.patch_size}) must not exceed working_size ({self.working_size})")
-        self.mpp = _float("mpp", self.mpp, optional=True)
-        self.jitter = _float("jitter", self.jitter, strict=False)
-        self.val_patches = _int("val_patches", self.val_patches, 1)
-        self.val_fraction = _float("val_fraction", self.val_fraction)
+        self.mpp = number("mpp", self.mpp, optional=True)
+        self.jitter = number("jitter", self.jitter, strict=False)
+        self.val_patches = integer("val_patches", self.val_patches, 1)
+        self.val_fraction = number("val_fraction", self.val_fraction)
         if self.val_fraction >= 1:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         for key in ("deterministic", "amp"):
@@ -423,7 +395,7 @@ class TrainConfig:
                 if not isinstance(value, str | os.PathLike):
                     raise ConfigError(f"{key} must be a file path or None, got {value!r}")
                 setattr(self, key, os.fspath(value))
-        self.progress_every = _int("progress_every", self.progress_every, 1)
+        self.progress_every = integer("progress_every", self.progress_every, 1)
         size = self.patch_size if self.stage in ("patches", "curriculum") else self.working_size
         if size is not None and size < MIN_INPUT_SIZE[self.arch]:
             raise ConfigError(f"{self.arch} needs inputs of at least {MIN_INPUT_SIZE[self.arch]} px, got {size}")
@@ -443,7 +415,7 @@ class TrainConfig:
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
-                raise ConfigError(f"unknown training setting {key!r}; did you mean {_closest(str(key), names)!r}?")
+                raise ConfigError(f"unknown training setting {key!r}; did you mean {closest(str(key), names)!r}?")
         return cls(**dict(values))
 
     def effective_lr(self, world_size: int = 1) -> float:
@@ -520,7 +492,7 @@ class TrainData:
         names = ["patch_table", "slides", "cxr_root", "splits", "mpp"]
         for key in values:
             if key not in names:
-                raise ConfigError(f"unknown data key {key!r}; did you mean {_closest(str(key), names)!r}?")
+                raise ConfigError(f"unknown data key {key!r}; did you mean {closest(str(key), names)!r}?")
         slides = None
         if values.get("slides") is not None:
             slides = []

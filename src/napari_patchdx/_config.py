@@ -1,0 +1,47 @@
+"""Checks of configuration values shared by the trainer and the pipeline: each names its key and, for a choice,
+the closest valid value."""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+def closest(name: str, options: Sequence[str]) -> str:
+    """The option most similar to ``name`` (for "did you mean ...?" hints)."""
+    match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.0)
+    return match[0] if match else options[0]
+
+
+def choice(key: str, value: Any, options: Sequence[str]) -> str:
+    """``value`` if it is one of ``options``, else a ConfigError naming ``key`` and the closest option."""
+    if value not in options:
+        hint = f" (did you mean {closest(str(value), options)!r}?)" if isinstance(value, str) else ""
+        raise ConfigError(f"{key} must be one of {', '.join(map(repr, options))}, got {value!r}{hint}")
+    return value
+
+
+def integer(key: str, value: Any, low: int, *, optional: bool = False) -> int | None:
+    """``value`` as an int >= ``low`` (None allowed when ``optional``), else a ConfigError naming ``key``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or int(value) < low:
+        raise ConfigError(f"{key} must be an integer >= {low}{' or None' if optional else ''}, got {value!r}")
+    return int(value)
+
+
+def number(key: str, value: Any, *, low: float = 0.0, strict: bool = True, optional: bool = False) -> float | None:
+    """``value`` as a finite float above ``low`` (or at least ``low`` when not ``strict``), else a ConfigError."""
+    if value is None and optional:
+        return None
+    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool) and math.isfinite(float(value))
+    if not ok or (float(value) <= low if strict else float(value) < low):
+        rel = ">" if strict else ">="
+        raise ConfigError(f"{key} must be a finite number {rel} {low}{' or None' if optional else ''}, got {value!r}")
+    return float(value)
