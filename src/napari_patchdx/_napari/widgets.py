@@ -21,6 +21,7 @@ from magicgui.widgets import (
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
+from ..errors import ConfigError
 from ..io.annotations import AnnotationSet
 from ..io.detect import annotations_beside, slides_in_folder
 from ..layers import boxes_layer, patches_layer, tissue_layer
@@ -31,6 +32,26 @@ from .writers import shapes_to_annotations
 
 def _layers_of_kind(viewer: napari.Viewer, kind: str) -> list[Any]:
     return [layer for layer in viewer.layers if layer.metadata.get("patchdx", {}).get("kind") == kind]
+
+
+def _hold_out(slides: list[tuple[Path, Path | None]]) -> dict[str, str]:
+    """Slide stem -> "train" / "val": about a quarter held out for validation, stratified by ground truth, with at
+    least one tumour slide on each side (balanced sampling needs tumour in both). Raises ConfigError otherwise."""
+    from ..data.sampling import assign_splits
+
+    tumour = [p.stem for p, a in slides if a is not None]
+    if len(tumour) < 2:
+        raise ConfigError(
+            f"{len(tumour)} of the chosen slides have tumour ground truth beside them; choose at least two "
+            "(one is held out for validation)"
+        )
+    strata = {p.stem: a is not None for p, a in slides}
+    splits = assign_splits(list(strata), (0.75, 0.25, 0.0), seed=0, strata=strata)
+    if not any(splits[s] == "val" for s in tumour):
+        splits[sorted(tumour)[-1]] = "val"
+    if all(splits[s] == "val" for s in tumour):
+        splits[sorted(tumour)[0]] = "train"
+    return splits
 
 
 class JobRunner(Container):
@@ -63,7 +84,14 @@ class JobRunner(Container):
         def job() -> Any:  # a generator function, so napari makes a GeneratorWorker (progress, quit)
             return (yield from job_factory())
 
-        worker = create_worker(job)
+        def errored(exc: Exception) -> None:
+            self.status.value = f"error: {exc}"
+            self.progress.value = 0
+            show_error(f"napari-patchdx: {exc}")
+
+        # connected at creation: a worker created without an `errored` handler also re-raises the job's error in a
+        # Qt slot, which aborts a PyQt process that has no napari exception hook (scripts, embedding)
+        worker = create_worker(job, _connect={"errored": errored}, _start_thread=False)
 
         def yielded(report: Progress) -> None:
             self.progress.value = int(1000 * report.fraction)
@@ -76,17 +104,11 @@ class JobRunner(Container):
             self.stop_button.enabled = False
             self.worker = None
 
-        def errored(exc: Exception) -> None:
-            self.status.value = f"error: {exc}"
-            self.progress.value = 0
-            show_error(f"napari-patchdx: {exc}")
-
         def aborted() -> None:
             self.status.value = "stopped"
 
         worker.yielded.connect(yielded)
         worker.returned.connect(on_done)
-        worker.errored.connect(errored)
         worker.aborted.connect(aborted)
         worker.finished.connect(finished)
         self.worker = worker
@@ -356,19 +378,18 @@ class TrainWidget(Container):
         for name in self.slides.value:
             path = Path(self.viewer.layers[name].metadata["patchdx"]["path"])
             slides.append((path, annotations_beside(path)))
-        from ..data.sampling import assign_splits
-
-        splits = assign_splits([p.stem for p, _ in slides], (0.75, 0.25, 0.0), seed=0) if len(slides) > 1 else {}
-        return "slide", TrainData(slides=[(p, a, splits.get(p.stem, "train")) for p, a in slides])
+        splits = _hold_out(slides)
+        return "slide", TrainData(slides=[(p, a, splits[p.stem]) for p, a in slides])
 
     def run(self) -> None:
         """Start training in a worker; curves update after every epoch."""
         from ..train import TrainConfig, train_job
 
-        if str(self.source.value) == "slides in the viewer" and len(self.slides.value) < 2:
-            show_info("napari-patchdx: choose at least two slides (a quarter of them is held out for validation)")
+        try:
+            track, data = self._data()
+        except ConfigError as exc:
+            show_info(f"napari-patchdx: {exc}")
             return
-        track, data = self._data()
         out = Path(str(self.out_dir.value))
         if str(self.out_dir.value) in ("", "."):
             show_info("napari-patchdx: choose a run folder first")
