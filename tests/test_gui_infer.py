@@ -14,19 +14,10 @@ from napari_patchdx.geometry import Grid
 from napari_patchdx.layers import heatmap_layer
 from napari_patchdx.models import build_model, save_checkpoint
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 PATCH, CENTER = 48, 32
 CXR_CLASSES = ["nodule", "consolidation", "interstitial_opacity", "pleural_effusion", "pneumothorax"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the inputs are tiny, and OpenMP threads stall badly on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -8,18 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: these models are tiny, and on a shared machine spinning OpenMP threads cost 10x."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.fixture(scope="module")

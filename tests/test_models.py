@@ -28,6 +28,9 @@ from napari_patchdx.models import (
     save_checkpoint,
 )
 
+# tiny models: one intra-op thread (see conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIDE = {"inception_v3": 80, "resnet50": 64, "small": 64}  # smallest cheap inputs per architecture (px)
 CXR_CLASSES = ["nodule", "consolidation", "interstitial_opacity", "pleural_effusion", "pneumothorax"]
 
@@ -54,15 +57,6 @@ def _perturb(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the inputs are tiny, and OpenMP threads stall badly on a busy shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

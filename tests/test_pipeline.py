@@ -16,6 +16,9 @@ from napari_patchdx.infer import read_heatmap
 from napari_patchdx.pipeline import STAGES, RunConfig, config_reference, run, run_job
 from napari_patchdx.progress import run_job as drive
 
+# tiny models: one intra-op thread (see conftest.one_torch_thread)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 # tiny but real: the small network on 32 px patches, one epoch of a few steps, no loader processes
 SLIDE_TRAIN = {
     "arch": "small",
@@ -40,17 +43,6 @@ CXR_TRAIN = {
     "num_workers": 0,
     "deterministic": True,
 }
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: these models are tiny, and on a shared machine spinning OpenMP threads cost 10x."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
