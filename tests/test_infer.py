@@ -351,11 +351,13 @@ def test_cxr_prediction_round_trips_through_ome_tiff(tmp_path):
 
     rng = np.random.default_rng(3)
     cams = rng.normal(size=(2, 40, 30)).astype(np.float32)
-    pred = CxrPrediction(("nodule", "mass"), np.array([0.25, 0.75], np.float32), cams, (40, 30), tmp_path / "x.dcm")
+    probs = np.array([0.25, 0.75], np.float32)
+    pred = CxrPrediction(("nodule", "mass"), probs, cams, (40, 30), tmp_path / "x.dcm", (0.2, 0.15))
     path = save_cxr_prediction(pred, tmp_path / "out")
     assert path.name == "x.cam.ome.tif"
     back = read_cxr_prediction(path)
     assert back.classes == pred.classes and back.shape == (40, 30) and back.source == pred.source
+    assert back.spacing == (0.2, 0.15)
     np.testing.assert_array_equal(back.probabilities, pred.probabilities)
     np.testing.assert_array_equal(back.cams, cams)
     (tmp_path / "out" / "x.cam.json").write_text("{}")
@@ -514,3 +516,22 @@ def test_channels_last_and_gpu_feeding_path_on_cpu(synth, tmp_path, monkeypatch)
     np.testing.assert_allclose(
         predict_patches([(model, META)], x), predict_patches([(model, META)], x, channels_last=False), atol=1e-6
     )
+
+
+def test_read_heatmap_finds_its_sidecar_for_both_suffixes(tmp_path):
+    from napari_patchdx.errors import InputFileError
+    from napari_patchdx.geometry import Grid
+    from napari_patchdx.infer import read_heatmap
+    from napari_patchdx.io.ometiff import write_float_image
+
+    heat = np.array([[0.1, np.nan], [0.9, 0.5]], np.float32)
+    grid = Grid((2, 2), (128.0, 128.0), (0.0, 0.0), 0.5)
+    for name in ("a.heatmap.ome.tif", "b.heatmap.ome.tiff"):
+        write_float_image(tmp_path / name, heat)
+        with pytest.raises(InputFileError, match=name.replace(".", r"\.")):
+            read_heatmap(tmp_path / name)
+        stem = name.split(".ome.")[0]
+        (tmp_path / f"{stem}.json").write_text(json.dumps({"grid": grid.to_dict()}))
+        back, back_grid, _ = read_heatmap(tmp_path / name)
+        np.testing.assert_array_equal(back, heat)
+        assert back_grid == grid

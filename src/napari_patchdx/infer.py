@@ -43,6 +43,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import math
 import os
 import queue
 import threading
@@ -80,8 +81,10 @@ __all__ = [
     "HeatmapResult",
     "cam_paths",
     "cxr_predict",
+    "heatmap_grid",
     "heatmap_paths",
     "iter_slide_patches",
+    "patch_geometry",
     "predict_patches",
     "read_cxr_prediction",
     "read_heatmap",
@@ -143,6 +146,7 @@ class CxrPrediction:
             (their mean over the working-size CAM grid is the logit).
         shape: native (H, W).
         source: the image path, or None for an array.
+        spacing: the image's (row, col) pixel spacing in millimetres, when its file gives one.
     """
 
     classes: tuple[str, ...]
@@ -150,6 +154,7 @@ class CxrPrediction:
     cams: np.ndarray = field(repr=False)
     shape: tuple[int, int]
     source: Path | None = None
+    spacing: tuple[float, float] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -887,12 +892,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def read_heatmap(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid, dict[str, Any]]:
-    """A written heatmap (``.heatmap.ome.tif``): float32 (rows, cols), its grid, and its sidecar dict."""
+    """A written heatmap (``.heatmap.ome.tif`` / ``.ome.tiff``): float32 (rows, cols), its grid, and its sidecar."""
+    from .io.detect import float_map_sidecar
+
     path = Path(path)
-    name = path.name[: -len(".ome.tif")] if path.name.endswith(".ome.tif") else path.stem
-    sidecar = _read_json(path.with_name(f"{name}.json"))
+    side_path = float_map_sidecar(path) or path.with_suffix(".json")
+    sidecar = _read_json(side_path)
     if sidecar is None or "grid" not in sidecar:
-        raise ConfigError(f"{path}: heatmap sidecar {name}.json is missing or unreadable")
+        raise InputFileError(path, f"its heatmap sidecar {side_path.name} is missing or unreadable")
     heatmap = read_float_image(path)
     return heatmap, Grid.from_dict(sidecar["grid"]), sidecar
 
@@ -924,6 +931,31 @@ class _Options:
     prefetch: int
     read_threads: int
     channels_last: bool
+
+
+def patch_geometry(
+    meta: dict[str, Any],
+    *,
+    patch_size: int | None = None,
+    center_size: int | None = None,
+    patch_mpp: float | None = None,
+) -> PatchGeometry:
+    """The patch geometry a checkpoint's ``meta`` reads (``input_size``, ``center_size``, ``mpp`` in um per patch
+    pixel; None = level 0), each overridable."""
+    psize = int(patch_size or meta.get("input_size") or 0)
+    if psize < 1:
+        raise ConfigError("patch size unknown: the checkpoint meta has no input_size; pass patch_size=")
+    csize = int(center_size or meta.get("center_size") or psize)
+    return PatchGeometry(psize, csize, patch_mpp if patch_mpp is not None else meta.get("mpp"))
+
+
+def heatmap_grid(slide: Slide, geometry: PatchGeometry, stride: int | None = None) -> Grid:
+    """The grid of ``slide``'s heatmap: square cells of ``stride`` patch pixels (default the central region) at the
+    patch magnification, from the level-0 origin; ``ceil(level-0 size / cell side)`` cells along (rows, cols)."""
+    _, _, scale = geometry.plan(slide)
+    step = int(stride or geometry.center_size) * scale
+    h0, w0 = slide.shape
+    return Grid((math.ceil(h0 / step), math.ceil(w0 / step)), (step, step), (0.0, 0.0), slide.mpp)
 
 
 def slide_heatmap_job(
@@ -985,11 +1017,7 @@ def slide_heatmap_job(
     """
     specs = _load_models(models, device)
     meta = specs[0][1]
-    psize = int(patch_size or meta.get("input_size") or 0)
-    if psize < 1:
-        raise ConfigError("patch size unknown: the checkpoint meta has no input_size; pass patch_size=")
-    csize = int(center_size or meta.get("center_size") or psize)
-    geometry = PatchGeometry(psize, csize, patch_mpp if patch_mpp is not None else meta.get("mpp"))
+    geometry = patch_geometry(meta, patch_size=patch_size, center_size=center_size, patch_mpp=patch_mpp)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     threads = _default_read_threads(device) if read_threads is None else int(read_threads)
@@ -1038,10 +1066,9 @@ def _heatmap(
         min_tissue=max(float(opt.min_tissue), 1e-9),
         labels=False,
     )
-    step = stride * scale
+    grid = heatmap_grid(slide, geometry, stride)
+    shape, step = grid.shape, grid.spacing[0]
     h0, w0 = slide.shape
-    shape = (int(np.ceil(h0 / step)), int(np.ceil(w0 / step)))
-    grid = Grid(shape, (step, step), (0.0, 0.0), slide.mpp)
     rows = table["row"].to_numpy(np.int64)
     cols = table["col"].to_numpy(np.int64)
     ds = slide.level_downsamples[level]
@@ -1241,12 +1268,13 @@ def cxr_predict(
     model = model.to(dev).eval()
     out = []
     for item in images:
-        source = None
+        source, spacing = None, None
         if isinstance(item, np.ndarray):
             image = np.asarray(item, dtype=np.float32)
         else:
             source = Path(item)
-            image = read_cxr(source).image.astype(np.float32, copy=False)
+            cxr = read_cxr(source)
+            image, spacing = cxr.image.astype(np.float32, copy=False), cxr.spacing
         if image.ndim != 2:
             raise ConfigError(f"chest X-rays are 2-D grey images, got shape {image.shape}")
         x = torch.from_numpy(np.ascontiguousarray(transform(resize_square(image, size))))[None, None]
@@ -1263,6 +1291,7 @@ def cxr_predict(
                 native.cpu().numpy().astype(np.float32),
                 (int(image.shape[0]), int(image.shape[1])),
                 source,
+                None if spacing is None else (float(spacing[0]), float(spacing[1])),
             )
         )
     return out
@@ -1287,7 +1316,8 @@ def save_cxr_prediction(prediction: CxrPrediction, out_dir: str | os.PathLike[st
         name = prediction.source.name.split(".")[0]
     paths = cam_paths(out_dir, name)
     paths["final"].parent.mkdir(parents=True, exist_ok=True)
-    write_float_image(paths["final"], prediction.cams, channel_names=prediction.classes)
+    um = None if prediction.spacing is None else (1000.0 * prediction.spacing[0], 1000.0 * prediction.spacing[1])
+    write_float_image(paths["final"], prediction.cams, pixel_size_um=um, channel_names=prediction.classes)
     sidecar = {
         "format": CAM_FORMAT,
         "version": 1,
@@ -1297,6 +1327,8 @@ def save_cxr_prediction(prediction: CxrPrediction, out_dir: str | os.PathLike[st
         "source": str(prediction.source) if prediction.source is not None else None,
         "values": "class activation maps in logit units, upsampled bilinearly to the native image (row, col)",
     }
+    if prediction.spacing is not None:  # (row, col) mm; absent = unknown (readers may ask the source X-ray)
+        sidecar["spacing"] = [float(v) for v in prediction.spacing]
     atomic_write_text(paths["sidecar"], json.dumps(sidecar, indent=1))
     return paths["final"]
 
@@ -1323,4 +1355,6 @@ def read_cxr_prediction(path: str | os.PathLike[str]) -> CxrPrediction:
             f"CAM shape {cams.shape} does not match its sidecar ({len(classes)} classes, {side['shape']})",
         )
     source = Path(side["source"]) if side.get("source") else None
-    return CxrPrediction(classes, np.asarray(side["probabilities"], np.float32), cams, tuple(side["shape"]), source)
+    spacing = tuple(float(v) for v in side["spacing"]) if side.get("spacing") else None
+    probabilities = np.asarray(side["probabilities"], np.float32)
+    return CxrPrediction(classes, probabilities, cams, tuple(side["shape"]), source, spacing)

@@ -41,7 +41,6 @@ from .widgets import JobRunner, _layers_of_kind
 
 if TYPE_CHECKING:
     from ..infer import CxrPrediction, HeatmapResult
-    from ..io.slides import Slide
 
 __all__ = ["InferenceWidget", "LiveHeatmap"]
 
@@ -118,21 +117,6 @@ class _Plan:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def expected_grid(slide: Slide, meta: dict[str, Any], stride: int | None = None) -> Grid:
-    """The heatmap grid :func:`~napari_patchdx.infer.slide_heatmap_job` fills for ``slide`` with a checkpoint's
-    ``meta``: cells of ``stride`` patch pixels (default the centre region) at the patch magnification, from the
-    level-0 origin, ``ceil(level-0 size / cell side)`` of them. Used to show the layer before the first band;
-    the finished heatmap's own grid replaces it."""
-    from ..data.sampling import PatchGeometry
-
-    psize = int(meta["input_size"])
-    csize = int(meta.get("center_size") or psize)
-    _, _, scale = PatchGeometry(psize, csize, meta.get("mpp")).plan(slide)
-    step = int(stride or csize) * scale
-    h0, w0 = slide.shape
-    return Grid((math.ceil(h0 / step), math.ceil(w0 / step)), (step, step), (0.0, 0.0), slide.mpp)
-
-
 def _relay(job: Job[Any], index: int, n: int) -> Job[Any]:
     """Re-yield one slide's progress as part of ``n`` slides, wrapping its rows in :class:`_SlideRows`."""
     try:
@@ -168,7 +152,7 @@ def slides_job(
     result, or a failure. A slide that cannot be read fails alone (the next one runs); a checkpoint that cannot be
     loaded ends the run. Returns one outcome per slide (or a single failure for the checkpoints).
     """
-    from ..infer import slide_heatmap_job
+    from ..infer import heatmap_grid, patch_geometry, slide_heatmap_job
     from ..io.slides import open_slide
     from ..models import load_checkpoint
 
@@ -184,7 +168,7 @@ def slides_job(
     for i, path in enumerate(slides):
         try:
             with open_slide(path) as slide:
-                grid = expected_grid(slide, models[0][1], stride)
+                grid = heatmap_grid(slide, patch_geometry(models[0][1]), stride)
                 yield Progress(i * _STEPS, n * _STEPS, f"[{i + 1}/{n}] {path.name}", partial=_SlideStart(i, path, grid))
                 job = slide_heatmap_job(
                     slide, models, out_dir, tta=tta, stride=stride, batch_size=batch_size, device=device, resume=resume
