@@ -47,12 +47,15 @@ def _wait_until(condition, what: str, timeout: float = WAIT_S) -> None:
 @pytest.fixture(scope="module")
 def cluster():
     """``(client, scheduler address)`` of a LocalCluster of 2 worker processes, 1 thread each."""
+    environ = dict(os.environ)
     client, local = pd_distributed._start(2, None, 1)
+    assert dict(os.environ) == environ  # the nannies' thread settings must not leak into this process
     try:
         yield client, local.scheduler_address
     finally:
         client.close()
         local.close()
+        pd_distributed._restore_environ(environ)  # a worker restarted by a test set them again
 
 
 @pytest.fixture(scope="module")
@@ -277,8 +280,10 @@ def _sqrt(x: float) -> float:
 
 def test_own_local_cluster_is_closed_after_the_results_and_after_a_cancel():
     before = set(multiprocessing.active_children())
+    environ = dict(os.environ)
     assert run_job(map_job(operator.neg, [1, 2, 3], workers=2)) == [-1, -2, -3]
     assert set(multiprocessing.active_children()) <= before
+    assert dict(os.environ) == environ  # no OMP_NUM_THREADS=1 etc. left for later subprocesses
 
     # closing the job while tasks run shuts its cluster down
     job = map_job(time.sleep, [600, 600, 600], workers=2)

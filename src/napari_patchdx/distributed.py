@@ -283,6 +283,15 @@ def _serial(fn: Callable[[Any], Any], items: list[Any], describe: Callable[[Any]
     return results
 
 
+def _restore_environ(saved: dict[str, str]) -> None:
+    """Make ``os.environ`` equal to ``saved`` again (keys added since removed, changed ones put back)."""
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
+
+
 def _start(workers: int, scheduler: str | None, threads_per_worker: int) -> tuple[Any, Any]:
     """``(client, cluster)``: a new LocalCluster (``cluster`` to close) or a connection to ``scheduler``."""
     from distributed import Client, LocalCluster
@@ -292,6 +301,10 @@ def _start(workers: int, scheduler: str | None, threads_per_worker: int) -> tupl
             return Client(scheduler, set_as_default=False), None
         except (OSError, TimeoutError, ValueError) as exc:
             raise ConfigError(f"cannot connect to the dask scheduler at {scheduler!r}: {exc}") from exc
+    # A LocalCluster's nannies live in this process and set OMP/MKL/OPENBLAS_NUM_THREADS=1, PYTHONHASHSEED, ... in
+    # *our* os.environ before each worker spawn, never undoing it: every later subprocess of this process (a
+    # training run, a DataLoader worker) would inherit them. Our environment is put back once the cluster is up.
+    environ = dict(os.environ)
     # worker deaths are retried by the job, not by the scheduler, so that ``retries`` counts them
     cluster = LocalCluster(
         n_workers=workers,
@@ -302,6 +315,7 @@ def _start(workers: int, scheduler: str | None, threads_per_worker: int) -> tupl
         # no dashboard; the scheduler's small HTTP server (health, metrics) on a free port, not 8787
         scheduler_kwargs={"allowed_failures": 0, "dashboard_address": ":0"},
     )
+    _restore_environ(environ)
     try:
         return Client(cluster, set_as_default=False), cluster
     except BaseException:
@@ -328,6 +342,7 @@ def _on_cluster(
         return []
     client = cluster = None
     pending: dict[Any, int] = {}
+    environ = dict(os.environ)  # put back when the cluster is closed: a restarted worker changes it (see _start)
     try:
         client, cluster = _start(workers, scheduler, threads_per_worker)
         run = uuid.uuid4().hex[:8]
@@ -409,6 +424,7 @@ def _on_cluster(
             client.close()
         if cluster is not None:
             cluster.close()
+        _restore_environ(environ)
 
 
 # ---------------------------------------------------------------------------------------------------------------
