@@ -45,7 +45,7 @@ from ..evaluate import (
 from ..io.annotations import read_annotations
 from ..layers_eval import grid_from_layer, outcome_points_layer, points_from_layer
 from .viewer import add_layers
-from .widgets import JobRunner, _layers_of_kind
+from .widgets import JobRunner, _layers_of_kind, _truth_layer_names
 from .writers import shapes_to_annotations
 
 SOURCES = ("heatmap layers", "slide folders", "X-ray folders")
@@ -130,12 +130,7 @@ class EvaluateWidget(Container):
         return [layer.name for layer in _layers_of_kind(self.viewer, "heatmap")]
 
     def _truth_names(self, _: Any = None) -> list[str]:
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if isinstance(layer, napari.layers.Shapes)
-            and layer.metadata.get("patchdx", {}).get("kind") not in ("patches", "boxes")
-        ]
+        return _truth_layer_names(self.viewer)
 
     def _points_names(self, _: Any = None) -> list[str]:
         return [

@@ -34,6 +34,16 @@ def _layers_of_kind(viewer: napari.Viewer, kind: str) -> list[Any]:
     return [layer for layer in viewer.layers if layer.metadata.get("patchdx", {}).get("kind") == kind]
 
 
+def _truth_layer_names(viewer: napari.Viewer) -> list[str]:
+    """Shapes layers that can hold ground-truth annotations (not the patch or lesion boxes the widgets draw)."""
+    return [
+        layer.name
+        for layer in viewer.layers
+        if isinstance(layer, napari.layers.Shapes)
+        and layer.metadata.get("patchdx", {}).get("kind") not in ("patches", "boxes")
+    ]
+
+
 def _hold_out(slides: list[tuple[Path, Path | None]]) -> dict[str, str]:
     """Slide stem -> "train" / "val": about a quarter held out for validation, stratified by ground truth, with at
     least one tumour slide on each side (balanced sampling needs tumour in both). Raises ConfigError otherwise."""
@@ -174,13 +184,7 @@ class SamplePatchesWidget(Container):
         return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
 
     def _truth_names(self, _: Any = None) -> list[str]:
-        """Shapes layers that can hold annotations (not the patch boxes this widget draws)."""
-        return [
-            layer.name
-            for layer in self.viewer.layers
-            if isinstance(layer, napari.layers.Shapes)
-            and layer.metadata.get("patchdx", {}).get("kind") not in ("patches", "boxes")
-        ]
+        return _truth_layer_names(self.viewer)
 
     def _refresh(self, _: Any = None) -> None:
         self.slides.reset_choices()
