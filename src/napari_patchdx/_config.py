@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,14 @@ def closest(name: str, options: Sequence[str]) -> str:
     """The option most similar to ``name`` (for "did you mean ...?" hints)."""
     match = difflib.get_close_matches(name, list(options), n=1, cutoff=0.0)
     return match[0] if match else options[0]
+
+
+def unknown_key(values: Mapping[str, Any], names: Sequence[str]) -> tuple[str, str] | None:
+    """The first key of ``values`` not in ``names`` and the closest valid name to it, or None when all are known."""
+    for key in values:
+        if key not in names:
+            return str(key), closest(str(key), names)
+    return None
 
 
 def choice(key: str, value: Any, options: Sequence[str]) -> str:

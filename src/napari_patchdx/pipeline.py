@@ -80,7 +80,7 @@ import pandas as pd
 import yaml
 
 from . import __version__
-from ._config import choice, closest, integer, number
+from ._config import choice, closest, integer, number, unknown_key
 from ._fsutil import atomic_write_text, sha256_file
 from .data.sampling import (
     SPLITS,
@@ -309,10 +309,9 @@ def _section(name: str, cls: type, values: Any) -> Any:
         values = {}
     if not isinstance(values, Mapping):
         raise ConfigError(f"{name} must be a mapping of settings, got {values!r}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in values:
-        if key not in names:
-            raise ConfigError(f"unknown key '{name}.{key}'; did you mean '{name}.{closest(str(key), names)}'?")
+    unknown = unknown_key(values, [f.name for f in dataclasses.fields(cls)])
+    if unknown:
+        raise ConfigError(f"unknown key '{name}.{unknown[0]}'; did you mean '{name}.{unknown[1]}'?")
     return cls(**dict(values))
 
 
@@ -330,8 +329,9 @@ def _build_train(values: Any, track: str, seed: int, device: str) -> TrainConfig
             raise ConfigError(
                 f"train.{key}: set '{key}' at the top level of the configuration; it applies to every stage"
             )
-        if key not in keys:
-            raise ConfigError(f"unknown key 'train.{key}'; did you mean 'train.{closest(str(key), keys)}'?")
+    unknown = unknown_key(values, keys)
+    if unknown:
+        raise ConfigError(f"unknown key 'train.{unknown[0]}'; did you mean 'train.{unknown[1]}'?")
     settings = dict(values)
     if track == "cxr":
         settings.setdefault("stage", "curriculum")

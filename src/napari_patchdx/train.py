@@ -126,7 +126,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import __version__
-from ._config import choice, closest, integer, number
+from ._config import choice, closest, integer, number, unknown_key
 from ._fsutil import atomic_path, atomic_write_text, sha256_file
 from .data.augment import cxr_eval_transforms, cxr_train_transforms, slide_train_transforms
 from .data.dataset import PatchStream, PatchTableDataset, resize_square, to_float
@@ -412,10 +412,9 @@ class TrainConfig:
         """Settings from a mapping (e.g. JSON); unknown keys are an error naming the closest valid key."""
         if not isinstance(values, Mapping):
             raise ConfigError(f"training settings must be a mapping, got {type(values).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in values:
-            if key not in names:
-                raise ConfigError(f"unknown training setting {key!r}; did you mean {closest(str(key), names)!r}?")
+        unknown = unknown_key(values, [f.name for f in dataclasses.fields(cls)])
+        if unknown:
+            raise ConfigError(f"unknown training setting {unknown[0]!r}; did you mean {unknown[1]!r}?")
         return cls(**dict(values))
 
     def effective_lr(self, world_size: int = 1) -> float:
