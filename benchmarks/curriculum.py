@@ -26,13 +26,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from napari_patchdx.data.augment import cxr_eval_transforms
-from napari_patchdx.data.sampling import assign_splits
-from napari_patchdx.data.synth_cxr import CXR_CLASSES, make_cxr_cohort
-from napari_patchdx.evaluate import multilabel_auroc
+from napari_patchdx.evaluation import multilabel_auroc
 from napari_patchdx.models import load_checkpoint
 from napari_patchdx.progress import run_job
-from napari_patchdx.train import TrainConfig, TrainData, WholeImageDataset, train_job
+from napari_patchdx.sampling.balanced import assign_splits
+from napari_patchdx.synth.cxr import CXR_CLASSES, make_cxr_cohort
+from napari_patchdx.training import TrainConfig, TrainData, WholeImageDataset, train_job
+from napari_patchdx.transforms import cxr_eval_transforms
 
 
 def _test_auroc(checkpoint: Path, root: Path, table: pd.DataFrame, size: int) -> dict[str, float]:

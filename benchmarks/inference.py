@@ -5,7 +5,7 @@ On one synthetic slide (default 8192 x 8192 px at 0.5 um/px, 256 px JPEG tiles),
 tissue, patch 299 / stride 128 at level 0:
 
 * reading alone (patches cut and delivered as uint8 NCHW batches of 32, no model): ours
-  (:func:`napari_patchdx.infer.iter_slide_patches`, the reader of :func:`slide_heatmap_job`) vs a naive loop of one
+  (:func:`napari_patchdx.inference.iter_slide_patches`, the reader of :func:`slide_heatmap_job`) vs a naive loop of one
   ``openslide.OpenSlide.read_region`` per overlapping patch building the same batches; and compressed tiles decoded
   per tissue tile (tiles some patch touches), with the slide's tile cache on and off;
 * end to end with the small model and TTA off on a band of those cells: ours (``slide_heatmap_job``, heatmap
@@ -45,14 +45,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_patchdx.data.sampling import PatchGeometry, SlideSource, grid_table
-from napari_patchdx.data.synth_wsi import make_slide
-from napari_patchdx.data.tissue import TissueMask, detect_tissue
 from napari_patchdx.geometry import Grid
-from napari_patchdx.infer import iter_slide_patches, predict_patches, slide_heatmap_job
+from napari_patchdx.inference import iter_slide_patches, predict_patches, slide_heatmap_job
 from napari_patchdx.io.slides import TiffSlide, open_slide
 from napari_patchdx.models import PatchdxNet, build_model, count_parameters
 from napari_patchdx.progress import Progress
+from napari_patchdx.sampling.balanced import PatchGeometry, SlideSource, grid_table
+from napari_patchdx.sampling.tissue import TissueMask, detect_tissue
+from napari_patchdx.synth.wsi import make_slide
 
 PATCH, STRIDE, BATCH = 299, 128, 32
 META = {
@@ -387,7 +387,7 @@ def _cuda(args: argparse.Namespace) -> None:
               f"{torch.__version__}, torch.cuda.is_available() is False); run it on a GPU machine, or use "
               "--device cpu", file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
-    from napari_patchdx.infer import _load_models, _predict_sum
+    from napari_patchdx.inference import _load_models, _predict_sum
 
     device = torch.device("cuda")
     with tempfile.TemporaryDirectory() as tmp:

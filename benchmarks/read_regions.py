@@ -16,9 +16,9 @@ import numpy as np
 import openslide
 import psutil
 
-from napari_patchdx.data.synth_wsi import make_slide
 from napari_patchdx.io.slides import TiffSlide, open_slide
-from napari_patchdx.layers import slide_file_layers
+from napari_patchdx.layerdata import slide_file_layers
+from napari_patchdx.synth.wsi import make_slide
 
 
 def _time_reads(read, positions: np.ndarray) -> float:

@@ -19,10 +19,10 @@ import numpy as np
 import openslide
 from torch.utils.data import DataLoader
 
-from napari_patchdx.data.augment import slide_train_transforms
-from napari_patchdx.data.dataset import PatchTableDataset
-from napari_patchdx.data.sampling import BalancedSampler, PatchGeometry, SlideSource
-from napari_patchdx.data.synth_wsi import make_slide, make_wsi_cohort
+from napari_patchdx.sampling.balanced import BalancedSampler, PatchGeometry, SlideSource
+from napari_patchdx.sampling.datasets import PatchTableDataset
+from napari_patchdx.synth.wsi import make_slide, make_wsi_cohort
+from napari_patchdx.transforms import slide_train_transforms
 
 
 def _loader_rate(table, transforms, workers: int, batch: int = 64) -> float:

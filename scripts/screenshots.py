@@ -8,7 +8,7 @@ Usage (from the repository root; needs an X display, so on a server run it under
 
 Without ``DISPLAY`` the script re-runs itself under ``xvfb-run`` when that is installed.
 
-Everything shown is made here. The script first runs the demo (:func:`napari_patchdx.demo.run_demo`: synthetic
+Everything shown is made here. The script first runs the demo (:func:`napari_patchdx.cli.demo.run_demo`: synthetic
 slide and chest X-ray cohorts, the slide run and the two X-ray runs through the pipeline) into a work folder, then
 opens its files through the plugin's own reader, sample data and widgets, exactly as a user clicks, and saves each
 shot as ``docs/images/<name>.png``: the whole napari window (canvas, layer list and dock widgets), scaled to
@@ -202,7 +202,7 @@ def import_widget(module: str, name: str) -> Any:
 
 def run_demo(ctx: Context) -> None:
     """Run (or, in a kept work folder, bring up to date) the demo: cohorts, the slide run, the two X-ray runs."""
-    from napari_patchdx.demo import run_demo as demo
+    from napari_patchdx.cli.demo import run_demo as demo
 
     t0 = time.perf_counter()
     print(f"demo -> {ctx.demo} (runs that are up to date are skipped)")
@@ -268,7 +268,7 @@ def _train_widget_slides(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     slide (whose tissue holds both classes: the validation patches are drawn by the balanced sampler)."""
     import itertools
 
-    from napari_patchdx.data.sampling import assign_splits
+    from napari_patchdx.sampling.balanced import assign_splits
 
     for k in range(len(rows), 1, -1):
         for chosen in itertools.combinations(rows, k):
@@ -352,7 +352,7 @@ def _lesion_boxes(cohort: Path, image: str) -> tuple[list[list[float]], list[str
 
 def shot_cxr_cam(ctx: Context) -> None:
     from napari_patchdx._napari.viewer import add_layers
-    from napari_patchdx.layers import boxes_layer
+    from napari_patchdx.layerdata import boxes_layer
 
     inference_widget = import_widget("infer_widget", "InferenceWidget")
     row = first(

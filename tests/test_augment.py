@@ -1,4 +1,4 @@
-"""Tests of the patch augmentations (napari_patchdx.data.augment).
+"""Tests of the patch augmentations (napari_patchdx.transforms).
 
 The colour functions are checked against a per-pixel Python port of TensorFlow's CPU kernels (AdjustSaturation,
 AdjustHue) and against worked examples, not against their own helpers.
@@ -17,7 +17,7 @@ import torch
 from scipy import ndimage
 from skimage import color as skcolor
 
-from napari_patchdx.data import augment as A
+from napari_patchdx import transforms as A
 from napari_patchdx.errors import ConfigError
 
 # ----------------------------------------------------------------------------------------------- helpers

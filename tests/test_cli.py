@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from napari_patchdx import cli, demo
+from napari_patchdx import cli
+from napari_patchdx.cli import demo
 
 # tiny models: one intra-op thread (see conftest.one_torch_thread)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -24,12 +24,12 @@ import torch
 from distributed import KilledWorker, WorkerPlugin
 
 from napari_patchdx import distributed as pd_distributed
-from napari_patchdx.data.synth_wsi import make_slide
 from napari_patchdx.distributed import heatmaps_job, map_job, worker_device
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.infer import heatmap_paths, read_heatmap
+from napari_patchdx.inference import heatmap_paths, read_heatmap
 from napari_patchdx.models import build_model, save_checkpoint
 from napari_patchdx.progress import Job, Progress, run_job
+from napari_patchdx.synth.wsi import make_slide
 
 # cells of 128 px (4 patches of 32 px apart), 8 x 8 cells per 1024 px slide, bands of 2 cell rows: 4 bands a slide
 SETTINGS = {"tta": False, "stride": 128, "band_rows": 2, "batch_size": 16}
@@ -166,7 +166,7 @@ def _dying_job(real, victim: str, marker_dir: str, slide_path, models, out_dir, 
 
 
 class KillOnce(WorkerPlugin):
-    """Installs :func:`_dying_job` as ``napari_patchdx.infer.slide_heatmap_job`` in every worker, also in one
+    """Installs :func:`_dying_job` as ``napari_patchdx.inference.slide_heatmap_job`` in every worker, also in one
     the nanny restarts after the kill."""
 
     def __init__(self, victim: str, marker_dir: str) -> None:
@@ -174,13 +174,13 @@ class KillOnce(WorkerPlugin):
         self.marker_dir = marker_dir
 
     def setup(self, worker) -> None:
-        import napari_patchdx.infer as infer
+        import napari_patchdx.inference as infer
 
         self.real = infer.slide_heatmap_job
         infer.slide_heatmap_job = functools.partial(_dying_job, self.real, self.victim, self.marker_dir)
 
     def teardown(self, worker) -> None:
-        import napari_patchdx.infer as infer
+        import napari_patchdx.inference as infer
 
         infer.slide_heatmap_job = self.real
 
@@ -321,7 +321,7 @@ def test_settings_are_checked_before_any_work(cohort, tmp_path):
 
 
 def test_each_worker_takes_its_own_gpu(monkeypatch):
-    import napari_patchdx.train as train
+    import napari_patchdx.training as train
 
     assert worker_device("cpu") == "cpu"
     assert worker_device("auto") == str(train.resolve_device("auto"))  # outside a worker: CUDA, MPS, then CPU

@@ -117,7 +117,7 @@ def test_api_reference_documents_the_modules(site: Path) -> None:
     finally:
         sys.path.remove(str(DOCS / "hooks"))
     modules = reference.existing_api_modules()
-    assert {"io.slides", "train", "infer", "evaluate", "pipeline"} <= {name for name, _ in modules}
+    assert {"io.slides", "training", "inference", "evaluation", "pipeline"} <= {name for name, _ in modules}
     for name, _title in modules:
         qual = f"napari_patchdx.{name}" if name else "napari_patchdx"
         page = site / "reference" / "api" / (name or "napari_patchdx") / "index.html"
@@ -125,7 +125,7 @@ def test_api_reference_documents_the_modules(site: Path) -> None:
         assert f'id="{qual}"' in page.read_text(encoding="utf-8"), f"{qual} not rendered on its page"
     slides = (site / "reference/api/io.slides/index.html").read_text(encoding="utf-8")
     assert 'id="napari_patchdx.io.slides.open_slide"' in slides
-    assert ":func:`" not in _text(site / "reference/api/infer/index.html"), "Sphinx roles left in the API pages"
+    assert ":func:`" not in _text(site / "reference/api/inference/index.html"), "Sphinx roles left in the API pages"
 
 
 def test_tutorial_images_are_built(site: Path) -> None:

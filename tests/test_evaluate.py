@@ -11,7 +11,7 @@ import pytest
 
 from napari_patchdx import cli
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.evaluate import (
+from napari_patchdx.evaluation import (
     PointsTable,
     SlideInput,
     _auc_rows,
@@ -382,7 +382,7 @@ def test_froc_score_interpolation_official_style() -> None:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory):
-    from napari_patchdx.data.synth_wsi import make_wsi_cohort
+    from napari_patchdx.synth.wsi import make_wsi_cohort
 
     return make_wsi_cohort(
         tmp_path_factory.mktemp("froc"), n_tumor=1, n_normal=1, height=2048, width=2048, mpp=1.0, seed=3
@@ -575,8 +575,8 @@ SLIDE_MPP = 1.0  # um/px: level 5 = 32 um cells, growth < 1.17 px, ITC below 8.5
 def _write_heatmap(folder: Path, stem: str, heat: np.ndarray, grid: Grid, slide: Path) -> Path:
     """A heatmap as infer.py writes it: float32 OME-TIFF + sidecar with its grid."""
     from napari_patchdx._fsutil import atomic_write_text
-    from napari_patchdx.infer import HEATMAP_FORMAT, heatmap_paths
-    from napari_patchdx.io.ometiff import write_float_image
+    from napari_patchdx.inference import HEATMAP_FORMAT, heatmap_paths
+    from napari_patchdx.io.float_maps import write_float_image
 
     paths = heatmap_paths(folder, stem)
     folder.mkdir(parents=True, exist_ok=True)
@@ -778,7 +778,7 @@ def build_cxr_case(root: Path, name: str = "infer", scores: np.ndarray = CXR_SCO
     """
     from PIL import Image
 
-    from napari_patchdx.infer import CxrPrediction, save_cxr_prediction
+    from napari_patchdx.inference import CxrPrediction, save_cxr_prediction
 
     cohort = root / "cohort"
     if not (cohort / "labels.csv").exists():
@@ -852,7 +852,7 @@ def test_evaluate_cxr_hand_computed(tmp_path: Path) -> None:
 
 
 def test_evaluate_cxr_bad_input(tmp_path: Path) -> None:
-    from napari_patchdx.infer import CxrPrediction, save_cxr_prediction
+    from napari_patchdx.inference import CxrPrediction, save_cxr_prediction
 
     cohort, infer = build_cxr_case(tmp_path)
     out = tmp_path / "o"
@@ -894,9 +894,9 @@ def test_evaluate_cxr_bad_input(tmp_path: Path) -> None:
 def test_outcome_points_layer_and_layer_conversions() -> None:
     from matplotlib.colors import to_rgba
 
-    from napari_patchdx.evaluate import OUTCOME_COLORS
+    from napari_patchdx.evaluation import OUTCOME_COLORS
     from napari_patchdx.geometry import napari_transform, vector_transform
-    from napari_patchdx.layers_eval import grid_from_layer, outcome_points_layer, points_from_layer
+    from napari_patchdx.layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 
     detections, truths, shapes = _froc_case()
     pts = detections["T1"]

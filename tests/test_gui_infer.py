@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from napari_patchdx.geometry import Grid
-from napari_patchdx.layers import heatmap_layer
+from napari_patchdx.layerdata import heatmap_layer
 from napari_patchdx.models import build_model, save_checkpoint
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
@@ -23,7 +23,7 @@ CXR_CLASSES = ["nodule", "consolidation", "interstitial_opacity", "pleural_effus
 @pytest.fixture(scope="module")
 def slides(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two small synthetic slides (768 x 768 and 512 x 768 px at 1 um/px, 256 px JPEG tiles)."""
-    from napari_patchdx.data.synth_wsi import make_slide
+    from napari_patchdx.synth.wsi import make_slide
 
     root = tmp_path_factory.mktemp("gui_infer")
     return [
@@ -117,7 +117,7 @@ def test_live_heatmap_throttles_repaints(tmp_path) -> None:
     from napari.layers import Image
 
     from napari_patchdx._napari.infer_widget import LiveHeatmap
-    from napari_patchdx.infer import HeatmapResult
+    from napari_patchdx.inference import HeatmapResult
 
     grid = Grid((6, 4), (32.0, 32.0), (0.0, 0.0), 0.5)
     data, kwargs, _ = heatmap_layer(np.full((6, 4), np.nan, np.float32), grid)
@@ -142,8 +142,8 @@ def test_live_heatmap_throttles_repaints(tmp_path) -> None:
 
 def test_widget_shows_cams_per_class(make_napari_viewer, qtbot, checkpoints, tmp_path) -> None:
     from napari_patchdx._napari.infer_widget import InferenceWidget
-    from napari_patchdx.data.synth_cxr import make_cxr_cohort
-    from napari_patchdx.infer import read_cxr_prediction
+    from napari_patchdx.inference import read_cxr_prediction
+    from napari_patchdx.synth.cxr import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=2, seed=1, size=128, dicom=False)
     viewer = make_napari_viewer(show=True)
@@ -217,7 +217,7 @@ def test_widget_errors_are_messages(make_napari_viewer, qtbot, slides, checkpoin
 def test_stopping_a_slide_run_closes_the_slide_job(slides, checkpoints, tmp_path) -> None:
     """Stop (closing the job at a progress report) reaches the running slide job: its resumable store stays."""
     from napari_patchdx._napari.infer_widget import _SlideRows, _SlideStart, slides_job
-    from napari_patchdx.infer import heatmap_paths
+    from napari_patchdx.inference import heatmap_paths
 
     job = slides_job(slides, [checkpoints["slide"]], tmp_path, tta=False, batch_size=64)
     seen = []
@@ -237,10 +237,10 @@ def test_stopping_a_slide_run_closes_the_slide_job(slides, checkpoints, tmp_path
 def test_xray_files_get_their_spacing_and_source(checkpoints, tmp_path) -> None:
     """X-rays given as files (a folder run) are read once: CAM layers get the file's spacing, the sidecar its path."""
     from napari_patchdx._napari.infer_widget import _Xray, _XrayDone, xrays_job
-    from napari_patchdx.data.synth_cxr import make_cxr_cohort
-    from napari_patchdx.infer import read_cxr_prediction
+    from napari_patchdx.inference import read_cxr_prediction
     from napari_patchdx.io.cxr import read_cxr
     from napari_patchdx.progress import run_job
+    from napari_patchdx.synth.cxr import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=1, seed=3, size=96, dicom=False)
     png = cohort.png_path(cohort.images[0])

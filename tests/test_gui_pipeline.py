@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 @pytest.fixture(scope="module")
 def saved_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny chest X-ray cohort and a YAML configuration beside it (relative input path), no run folder."""
-    from napari_patchdx.data.synth_cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr import make_cxr_cohort
 
     root = tmp_path_factory.mktemp("gui_pipeline")
     make_cxr_cohort(root / "cohort", n=12, seed=4, size=64, dicom=False)

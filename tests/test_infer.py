@@ -14,14 +14,9 @@ import tifffile
 import torch
 from torch import nn
 
-from napari_patchdx.data.augment import ORIENTATIONS, orient_torch
-from napari_patchdx.data.dataset import resize_patch
-from napari_patchdx.data.sampling import PatchGeometry, SlideSource, grid_table
-from napari_patchdx.data.synth_wsi import make_slide
-from napari_patchdx.data.tissue import TissueMask, detect_tissue
 from napari_patchdx.errors import ConfigError
 from napari_patchdx.geometry import Grid, level0_to_world
-from napari_patchdx.infer import (
+from napari_patchdx.inference import (
     cxr_predict,
     heatmap_paths,
     iter_slide_patches,
@@ -32,6 +27,11 @@ from napari_patchdx.infer import (
 from napari_patchdx.io.slides import TiffSlide, open_slide
 from napari_patchdx.models import PatchdxNet, build_model
 from napari_patchdx.progress import run_job
+from napari_patchdx.sampling.balanced import PatchGeometry, SlideSource, grid_table
+from napari_patchdx.sampling.datasets import resize_patch
+from napari_patchdx.sampling.tissue import TissueMask, detect_tissue
+from napari_patchdx.synth.wsi import make_slide
+from napari_patchdx.transforms import ORIENTATIONS, orient_torch
 
 from .conftest import write_pyramid
 
@@ -328,7 +328,7 @@ def test_cxr_predict_reads_files(tmp_path):
 
 
 def test_large_heatmap_is_written_pyramidal(tmp_path):
-    from napari_patchdx.infer import _write_heatmap
+    from napari_patchdx.inference import _write_heatmap
 
     heatmap = np.random.default_rng(0).random((2500, 300)).astype(np.float32)
     heatmap[:100] = np.nan
@@ -347,7 +347,7 @@ def test_large_heatmap_is_written_pyramidal(tmp_path):
 
 def test_cxr_prediction_round_trips_through_ome_tiff(tmp_path):
     from napari_patchdx.errors import InputFileError
-    from napari_patchdx.infer import CxrPrediction, read_cxr_prediction, save_cxr_prediction
+    from napari_patchdx.inference import CxrPrediction, read_cxr_prediction, save_cxr_prediction
 
     rng = np.random.default_rng(3)
     cams = rng.normal(size=(2, 40, 30)).astype(np.float32)
@@ -492,7 +492,7 @@ def test_channels_last_and_gpu_feeding_path_on_cpu(synth, tmp_path, monkeypatch)
     """Channels-last input (patches cut as NHWC, the default), plain NCHW input, and the CUDA way of feeding the
     model — two batches in flight before a result is collected, parallel cutting — give the same heatmap; checked
     on CPU, where CI runs."""
-    import napari_patchdx.infer as infer
+    import napari_patchdx.inference as infer
 
     path, tissue = synth
     plain = run_job(
@@ -521,8 +521,8 @@ def test_channels_last_and_gpu_feeding_path_on_cpu(synth, tmp_path, monkeypatch)
 def test_read_heatmap_finds_its_sidecar_for_both_suffixes(tmp_path):
     from napari_patchdx.errors import InputFileError
     from napari_patchdx.geometry import Grid
-    from napari_patchdx.infer import read_heatmap
-    from napari_patchdx.io.ometiff import write_float_image
+    from napari_patchdx.inference import read_heatmap
+    from napari_patchdx.io.float_maps import write_float_image
 
     heat = np.array([[0.1, np.nan], [0.9, 0.5]], np.float32)
     grid = Grid((2, 2), (128.0, 128.0), (0.0, 0.0), 0.5)

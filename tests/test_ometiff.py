@@ -9,7 +9,7 @@ import pytest
 import tifffile
 
 from napari_patchdx.errors import InputFileError
-from napari_patchdx.io.ometiff import nan_reduce, read_float_image, write_float_image
+from napari_patchdx.io.float_maps import nan_reduce, read_float_image, write_float_image
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (2, 4, 4), (3, 6, 3), (2, 300, 260)])

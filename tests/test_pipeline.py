@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from napari_patchdx import pipeline
-from napari_patchdx.data.sampling import read_patch_table
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.infer import read_heatmap
+from napari_patchdx.inference import read_heatmap
 from napari_patchdx.pipeline import STAGES, RunConfig, config_reference, run, run_job
 from napari_patchdx.progress import run_job as drive
+from napari_patchdx.sampling.balanced import read_patch_table
 
 # tiny models: one intra-op thread (see conftest.one_torch_thread)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -48,7 +48,7 @@ CXR_TRAIN = {
 @pytest.fixture(scope="module")
 def slides_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three tumour slides (ASAP XML beside them) and one normal slide, 1536 x 1536 px at 1 um/px."""
-    from napari_patchdx.data.synth_wsi import make_wsi_cohort
+    from napari_patchdx.synth.wsi import make_wsi_cohort
 
     root = tmp_path_factory.mktemp("pipeline_wsi")
     make_wsi_cohort(root, n_tumor=3, n_normal=1, seed=1, height=1536, width=1536, mpp=1.0)
@@ -58,7 +58,7 @@ def slides_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cxr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twelve 64 x 64 synthetic chest X-rays with lesion masks (PNG only)."""
-    from napari_patchdx.data.synth_cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr import make_cxr_cohort
 
     root = tmp_path_factory.mktemp("pipeline_cxr")
     make_cxr_cohort(root, n=12, seed=4, size=64, dicom=False)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.evaluate import evaluate_cxr, evaluate_slides
-from napari_patchdx.report import build_report
+from napari_patchdx.evaluation import evaluate_cxr, evaluate_slides
+from napari_patchdx.reporting import build_report
 
 from .test_evaluate import CXR_SCORES, build_cxr_case, build_slide_case
 

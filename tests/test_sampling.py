@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from napari_patchdx import ConfigError, InputFileError, open_slide
-from napari_patchdx.data.sampling import (
+from napari_patchdx.geometry import Grid
+from napari_patchdx.io.annotations import AnnotationSet, Region
+from napari_patchdx.sampling.balanced import (
     BalancedSampler,
     CxrLesionSampler,
     PatchGeometry,
@@ -22,10 +24,8 @@ from napari_patchdx.data.sampling import (
     read_patch_table,
     write_patch_table,
 )
-from napari_patchdx.data.synth_wsi import LABEL_TUMOR, label_region
-from napari_patchdx.data.tissue import TissueConfig, TissueMask
-from napari_patchdx.geometry import Grid
-from napari_patchdx.io.annotations import AnnotationSet, Region
+from napari_patchdx.sampling.tissue import TissueConfig, TissueMask
+from napari_patchdx.synth.wsi import LABEL_TUMOR, label_region
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,7 @@ def test_table_io(tmp_path: Path, sources: list[SlideSource]) -> None:
 
 
 def test_cxr_lesion_sampler(tmp_path: Path) -> None:
-    from napari_patchdx.data.synth_cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=8, seed=4, size=256, dicom=False)
     cxr_sources = load_cxr_cohort(cohort.root)
@@ -191,7 +191,7 @@ def test_cxr_lesion_sampler(tmp_path: Path) -> None:
 
 
 def test_annotations_outside_tissue_warn(ihc_slide: Path) -> None:
-    from napari_patchdx.data.tissue import detect_tissue
+    from napari_patchdx.sampling.tissue import detect_tissue
 
     slide = open_slide(ihc_slide)
     tissue = detect_tissue(slide)
@@ -218,7 +218,7 @@ def test_split_hygiene(wsi_cohort) -> None:
 def test_cxr_sampler_from_boxes_only(tmp_path: Path) -> None:
     import shutil
 
-    from napari_patchdx.data.synth_cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=6, seed=4, size=128, dicom=False)
     shutil.rmtree(cohort.root / "masks")

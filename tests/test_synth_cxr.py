@@ -13,7 +13,7 @@ import pytest
 from scipy import ndimage
 
 from napari_patchdx import ConfigError, InputFileError, read_cxr
-from napari_patchdx.data.synth_cxr import (
+from napari_patchdx.synth.cxr import (
     CXR_CLASSES,
     DEFAULT_CONTRAST,
     CxrCohort,

@@ -16,8 +16,8 @@ from scipy import ndimage
 from skimage import measure
 from skimage.filters import threshold_otsu
 
-from napari_patchdx.data import synth_wsi as sw
 from napari_patchdx.io.annotations import EXCLUSION, TUMOR, read_annotations
+from napari_patchdx.synth import wsi as sw
 
 TUMOUR_ARGS = {"height": 4096, "width": 4096, "mpp": 0.5, "seed": 11}
 NORMAL_ARGS = {"height": 2048, "width": 2048, "mpp": 1.0, "seed": 12, "tumor": False, "pen_marks": True}

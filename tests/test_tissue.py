@@ -14,8 +14,10 @@ from skimage.draw import disk
 from skimage.measure import points_in_poly
 from skimage.transform import downscale_local_mean
 
-from napari_patchdx.data.synth_wsi import LABEL_NORMAL, LABEL_PEN, LABEL_TUMOR, label_region, make_slide
-from napari_patchdx.data.tissue import (
+from napari_patchdx.errors import ConfigError, InputFileError, MissingMetadataError
+from napari_patchdx.geometry import Grid
+from napari_patchdx.io.slides import open_slide
+from napari_patchdx.sampling.tissue import (
     NoTissueWarning,
     TissueConfig,
     TissueMask,
@@ -23,9 +25,7 @@ from napari_patchdx.data.tissue import (
     detect_tissue,
     tissue_from_rgb,
 )
-from napari_patchdx.errors import ConfigError, InputFileError, MissingMetadataError
-from napari_patchdx.geometry import Grid
-from napari_patchdx.io.slides import open_slide
+from napari_patchdx.synth.wsi import LABEL_NORMAL, LABEL_PEN, LABEL_TUMOR, label_region, make_slide
 
 from .conftest import write_pyramid
 
@@ -183,7 +183,7 @@ def test_real_ihc_section_is_tissue_and_its_glass_border_is_not(ihc_padded: Path
 
 def test_ihc_stain_is_not_taken_for_ink(ihc_image: np.ndarray) -> None:
     # the whole micrograph at 2 um/px: hematoxylin counterstain (blue) and DAB (brown) are never ink
-    from napari_patchdx.data.tissue import _ink
+    from napari_patchdx.sampling.tissue import _ink
 
     small = downscale_local_mean(ihc_image, (4, 4, 1)).astype(np.uint8)
     hue, sat, val = _hsv(small)

@@ -17,14 +17,14 @@ import pandas as pd
 import pytest
 import torch
 
-from napari_patchdx.data.dataset import BalancedPatchStream, PatchStream
-from napari_patchdx.data.sampling import BalancedSampler, PatchGeometry, SlideSource
-from napari_patchdx.data.synth_cxr import CXR_CLASSES, make_cxr_cohort
-from napari_patchdx.data.synth_wsi import make_wsi_cohort
 from napari_patchdx.errors import ConfigError, InputFileError, PatchdxError
 from napari_patchdx.models import load_checkpoint, read_checkpoint_meta
 from napari_patchdx.progress import Progress
-from napari_patchdx.train import (
+from napari_patchdx.sampling.balanced import BalancedSampler, PatchGeometry, SlideSource
+from napari_patchdx.sampling.datasets import BalancedPatchStream, PatchStream
+from napari_patchdx.synth.cxr import CXR_CLASSES, make_cxr_cohort
+from napari_patchdx.synth.wsi import make_wsi_cohort
+from napari_patchdx.training import (
     POINTER_NAME,
     ExampleHalvingLR,
     TrainConfig,
@@ -298,7 +298,9 @@ def test_baseline_gets_the_curriculum_budget(tmp_path: Path, cxr_root: Path, cxr
 _KILL_SCRIPT = """
 import json, sys, time
 from pathlib import Path
-from napari_patchdx.train import TrainConfig, TrainData, train_job
+from napari_patchdx.training import TrainConfig
+from napari_patchdx.training import TrainData
+from napari_patchdx.training import train_job
 
 spec = json.loads(Path(sys.argv[1]).read_text())
 out = Path(sys.argv[2])
@@ -381,7 +383,7 @@ def test_cancel_mid_epoch_then_resume_gives_identical_weights(tmp_path: Path, sl
 def test_early_stopping_watches_auroc_then_loss(
     tmp_path: Path, slide_table: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import napari_patchdx.train as train_module
+    import napari_patchdx.training as train_module
 
     script: list[tuple[float, float]] = []
 
@@ -407,7 +409,7 @@ def test_early_stopping_watches_auroc_then_loss(
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
     tmp_path: Path, slide_table: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import napari_patchdx.train as train_module
+    import napari_patchdx.training as train_module
 
     real = train_module._compute_loss
     calls = {"n": 0}
@@ -479,7 +481,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path: Path, cxr_ro
     out, digests = tmp_path / "run", tmp_path / "digests"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    command += ["-m", "napari_patchdx.train", str(spec), str(out), "--rank-digests", str(digests)]
+    command += ["-m", "napari_patchdx.training", str(spec), str(out), "--rank-digests", str(digests)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ranks = [(digests / f"rank{r}.sha256").read_text().strip() for r in (0, 1)]

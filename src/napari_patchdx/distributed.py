@@ -3,7 +3,7 @@
 :func:`map_job` applies a function to each item: serially here (``workers=0``, no ``scheduler``), on a
 :class:`distributed.LocalCluster` of ``workers`` worker processes that the job starts and closes, or on an existing
 cluster given by its scheduler address (left running). :func:`heatmaps_job` is the per-slide heatmap inference
-(:func:`napari_patchdx.infer.slide_heatmap_job`) on top of it: one task per slide, the checkpoints loaded once per
+(:func:`napari_patchdx.inference.slide_heatmap_job`) on top of it: one task per slide, the checkpoints loaded once per
 worker process.
 
 Both are jobs (generators yielding :class:`~napari_patchdx.progress.Progress`, see :mod:`napari_patchdx.progress`):
@@ -46,7 +46,7 @@ the worker whose name ends in the integer ``i`` (LocalCluster workers are named 
 so each worker of a LocalCluster has its own GPU. On an existing cluster start one worker per GPU, each seeing only
 its own (``CUDA_VISIBLE_DEVICES``, as ``dask-cuda-worker`` does), or name the workers ``...-0``, ``...-1``. An
 explicit ``"cuda:<index>"`` is used as given. Multi-GPU *training* is torchrun's job (``torchrun --nproc_per_node
-N -m napari_patchdx.train CONFIG.json OUT_DIR``), not dask's.
+N -m napari_patchdx.training CONFIG.json OUT_DIR``), not dask's.
 """
 
 from __future__ import annotations
@@ -450,14 +450,14 @@ def worker_device(device: str = "auto") -> str:
     """The torch device string this process should use for ``device``.
 
     ``"auto"`` becomes ``"cuda"`` when CUDA works here, else ``"mps"`` or ``"cpu"`` (see
-    :func:`napari_patchdx.train.resolve_device`). Inside a dask worker that sees several GPUs, ``"cuda"`` becomes
+    :func:`napari_patchdx.training.resolve_device`). Inside a dask worker that sees several GPUs, ``"cuda"`` becomes
     ``"cuda:<i mod n>"`` for the worker numbered ``i`` (see the module docstring), so the workers of one machine
     spread over its GPUs; elsewhere ``"cuda"`` stays ``"cuda"``. ``"cuda:<index>"`` is returned as given.
 
     Raises:
         ConfigError: a malformed device string, or one not available in this process.
     """
-    from .train import resolve_device
+    from .training import resolve_device
 
     text = str(resolve_device(_check_device(device)))
     if text == "cuda":
@@ -516,7 +516,7 @@ def _heatmap_task(
     kwargs: dict[str, Any],
 ) -> Any:
     """One slide's heatmap, in a worker: checkpoints from the per-process cache, the worker's own GPU."""
-    from . import infer
+    from . import inference as infer
 
     if torch_threads:
         import torch
@@ -528,7 +528,7 @@ def _heatmap_task(
 
 
 def _heatmap_stem(path: Path) -> str:
-    """The stem a slide's heatmap files are named after (as :func:`napari_patchdx.infer.slide_heatmap_job`)."""
+    """The stem a slide's heatmap files are named after (as :func:`napari_patchdx.inference.slide_heatmap_job`)."""
     name = path.name
     return name[: -len(".ome.tif")] if name.lower().endswith(".ome.tif") else path.stem
 
@@ -546,7 +546,7 @@ def heatmaps_job(
     heartbeat: float = 1.0,
     **heatmap_kwargs: Any,
 ) -> Job[list[Any]]:
-    """Tumour-probability heatmaps of several slides: one :func:`~napari_patchdx.infer.slide_heatmap_job` each.
+    """Tumour-probability heatmaps of several slides: one :func:`~napari_patchdx.inference.slide_heatmap_job` each.
 
     Each slide's heatmap is written to ``out_dir`` as ``<stem>.heatmap.ome.tif`` + ``<stem>.heatmap.json``
     (a finished heatmap of the same configuration is reused, an interrupted one resumed, unless ``resume=False``).
@@ -560,11 +560,11 @@ def heatmaps_job(
             serially (the default) every band report of each slide is forwarded.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"`` or ``"auto"``, resolved in each worker by
             :func:`worker_device` (several GPUs: one per worker).
-        **heatmap_kwargs: passed to :func:`~napari_patchdx.infer.slide_heatmap_job` (``tta``, ``stride``,
-            ``batch_size``, ``tissue`` (a :class:`~napari_patchdx.data.tissue.TissueConfig`: a ``TissueMask``
+        **heatmap_kwargs: passed to :func:`~napari_patchdx.inference.slide_heatmap_job` (``tta``, ``stride``,
+            ``batch_size``, ``tissue`` (a :class:`~napari_patchdx.sampling.tissue.TissueConfig`: a ``TissueMask``
             belongs to a single slide), ``min_tissue``, ``resume``, ``mpp``, ``band_rows`` ...).
 
-    Returns a job whose result is the :class:`~napari_patchdx.infer.HeatmapResult` of each slide, in order.
+    Returns a job whose result is the :class:`~napari_patchdx.inference.HeatmapResult` of each slide, in order.
 
     Raises:
         ConfigError: no slide or no model, two slides with the same stem, a ``TissueMask`` for several slides, an
@@ -574,9 +574,9 @@ def heatmaps_job(
     """
     import inspect
 
-    from .data.tissue import TissueMask
-    from .infer import slide_heatmap_job
+    from .inference import slide_heatmap_job
     from .models import read_checkpoint_meta
+    from .sampling.tissue import TissueMask
 
     _check_where(workers, scheduler, retries, threads_per_worker)
     dev = _check_device(device)

@@ -1,18 +1,18 @@
 """The Evaluate dock widget: FROC and ROC curves, a per-slide / per-image table and points coloured by outcome.
 
-Three sources, all evaluated by the core (:mod:`napari_patchdx.evaluate`) in a worker (Run / Stop / progress):
+Three sources, all evaluated by the core (:mod:`napari_patchdx.evaluation`) in a worker (Run / Stop / progress):
 
 * **heatmap layers** in the viewer, with ground-truth Shapes layers (a heatmap whose slide has no ground-truth
   layer is a normal slide, the CAMELYON16 convention) and optionally Points layers of lesion points (else the
-  points come from the heatmap by Liu et al.'s NMS): :func:`~napari_patchdx.evaluate.evaluate_slide_inputs_job`;
+  points come from the heatmap by Liu et al.'s NMS): :func:`~napari_patchdx.evaluation.evaluate_slide_inputs_job`;
 * **slide folders**: a folder of slides with their annotations beside them and a folder of heatmaps, written to an
-  output folder by :func:`~napari_patchdx.evaluate.evaluate_slides_job`; the results are read back from its files;
+  output folder by :func:`~napari_patchdx.evaluation.evaluate_slides_job`; the results are read back from its files;
 * **X-ray folders**: a cohort (``labels.csv``, ``lesions.csv``) and a folder of CAM predictions,
-  :func:`~napari_patchdx.evaluate.evaluate_cxr_job`.
+  :func:`~napari_patchdx.evaluation.evaluate_cxr_job`.
 
 For slides, every evaluated slide that is in the viewer gets a Points layer ``"<slide> outcomes"`` (hit green,
-false positive red, ITC-ignored orange: :func:`~napari_patchdx.layers_eval.outcome_points_layer`) placed just above
-its ground-truth layer.
+false positive red, ITC-ignored orange:
+:func:`~napari_patchdx.layerdata.evaluation.outcome_points_layer`) placed just above its ground-truth layer.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, Select, SpinBox, Table
 from napari.utils.notifications import show_info
 
-from ..evaluate import (
+from ..evaluation import (
     CAMELYON_MPP,
     LIU_RADIUS_UM,
     PointsTable,
@@ -43,7 +43,7 @@ from ..evaluate import (
     read_camelyon_csv,
 )
 from ..io.annotations import read_annotations
-from ..layers_eval import grid_from_layer, outcome_points_layer, points_from_layer
+from ..layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 from .viewer import add_layers
 from .widgets import JobRunner, _layers_of_kind, _truth_layer_names
 from .writers import shapes_to_annotations

@@ -1,15 +1,15 @@
 """Dock widget "Run inference": slide heatmaps and chest X-ray CAMs from trained checkpoints, shown as they come.
 
 Thin, like the other widgets: it collects parameters, checks them (a clear message in the widget and a napari
-notification, never a traceback), and runs the core jobs of :mod:`napari_patchdx.infer` in a napari worker through
+notification, never a traceback), and runs the core jobs of :mod:`napari_patchdx.inference` in a napari worker through
 :class:`~napari_patchdx._napari.widgets.JobRunner` (progress bar, Stop).
 
-* Slides: one :func:`~napari_patchdx.infer.slide_heatmap_job` after another. Each slide's heatmap layer appears
+* Slides: one :func:`~napari_patchdx.inference.slide_heatmap_job` after another. Each slide's heatmap layer appears
   before its first band (all NaN, i.e. transparent), aligned to the slide through the heatmap grid, and fills in
   band by band from the jobs' ``Progress.partial`` rows; the layer is repainted at most every
   :attr:`InferenceWidget.refresh_interval` seconds, plus once at the end with the written heatmap.
-* Chest X-rays: :func:`~napari_patchdx.infer.cxr_predict` per image, saved with
-  :func:`~napari_patchdx.infer.save_cxr_prediction`; each image gets one CAM layer per class (probability in the
+* Chest X-rays: :func:`~napari_patchdx.inference.cxr_predict` per image, saved with
+  :func:`~napari_patchdx.inference.save_cxr_prediction`; each image gets one CAM layer per class (probability in the
   layer name and metadata) and a row in the widget's probability table.
 
 Stopping keeps what is written: an interrupted slide resumes where it stopped on the next run (with "reuse /
@@ -34,13 +34,13 @@ from napari.utils.notifications import show_error
 from ..errors import ConfigError, InputFileError, PatchdxError
 from ..geometry import Grid
 from ..io.detect import detect_kind, slides_in_folder
-from ..layers import _stem, cam_layers, heatmap_layer
+from ..layerdata import _stem, cam_layers, heatmap_layer
 from ..progress import Job, Progress
 from .viewer import add_layers
 from .widgets import JobRunner, _layers_of_kind
 
 if TYPE_CHECKING:
-    from ..infer import CxrPrediction, HeatmapResult
+    from ..inference import CxrPrediction, HeatmapResult
 
 __all__ = ["InferenceWidget", "LiveHeatmap"]
 
@@ -152,7 +152,7 @@ def slides_job(
     result, or a failure. A slide that cannot be read fails alone (the next one runs); a checkpoint that cannot be
     loaded ends the run. Returns one outcome per slide (or a single failure for the checkpoints).
     """
-    from ..infer import heatmap_grid, patch_geometry, slide_heatmap_job
+    from ..inference import heatmap_grid, patch_geometry, slide_heatmap_job
     from ..io.slides import open_slide
     from ..models import load_checkpoint
 
@@ -188,7 +188,7 @@ def xrays_job(items: Sequence[_Xray], checkpoint: Path, out_dir: Path, *, device
     Yields :class:`Progress` (images done / all) whose ``partial`` is each image's outcome; an image that cannot
     be read fails alone. Returns the outcomes.
     """
-    from ..infer import cxr_predict, save_cxr_prediction
+    from ..inference import cxr_predict, save_cxr_prediction
     from ..io.cxr import read_cxr
     from ..models import load_checkpoint
 
@@ -293,7 +293,7 @@ class InferenceWidget(Container):
     refresh_interval: float = 0.5
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ..train import available_devices
+        from ..training import available_devices
 
         self.viewer = viewer
         self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
@@ -437,7 +437,7 @@ class InferenceWidget(Container):
 
     def run(self) -> None:
         """Check the inputs and start inference in a worker (errors go to the status line and a notification)."""
-        from ..train import resolve_device
+        from ..training import resolve_device
 
         if self.runner.worker is not None:
             return

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..io.detect import detect_kind
-from ..layers import LayerData, layers_for_paths
+from ..layerdata import LayerData, layers_for_paths
 
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
 
@@ -32,6 +32,6 @@ def napari_get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 
 def read_paths(path: str | Sequence[str]) -> list[LayerData]:
-    """npe2 reader function: every path as layer data (see :func:`napari_patchdx.layers.layers_for_paths`)."""
+    """npe2 reader function: every path as layer data (see :func:`napari_patchdx.layerdata.layers_for_paths`)."""
     paths = [path] if isinstance(path, str | Path) else list(path)
     return layers_for_paths(paths)

@@ -24,7 +24,7 @@ from napari.utils.notifications import show_error, show_info
 from ..errors import ConfigError
 from ..io.annotations import AnnotationSet
 from ..io.detect import annotations_beside, slides_in_folder
-from ..layers import boxes_layer, patches_layer, tissue_layer
+from ..layerdata import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
 from .viewer import add_layers
 from .writers import shapes_to_annotations
@@ -47,7 +47,7 @@ def _truth_layer_names(viewer: napari.Viewer) -> list[str]:
 def _hold_out(slides: list[tuple[Path, Path | None]]) -> dict[str, str]:
     """Slide stem -> "train" / "val": about a quarter held out for validation, stratified by ground truth, with at
     least one tumour slide on each side (balanced sampling needs tumour in both). Raises ConfigError otherwise."""
-    from ..data.sampling import assign_splits
+    from ..sampling.balanced import assign_splits
 
     tumour = [p.stem for p, a in slides if a is not None]
     if len(tumour) < 2:
@@ -217,7 +217,7 @@ class SamplePatchesWidget(Container):
 
     def run(self) -> None:
         """Start sampling in a worker: slides (layers or a folder), or a chest X-ray cohort folder (labels.csv)."""
-        from ..data.sampling import PatchGeometry, sample_cxr_job, sample_slides_job
+        from ..sampling.balanced import PatchGeometry, sample_cxr_job, sample_slides_job
 
         cxr_root = self._cxr_folder()
         if cxr_root is not None:
@@ -247,7 +247,7 @@ class SamplePatchesWidget(Container):
         self.runner.start(lambda: sample_slides_job(pairs, **kwargs), self._on_done, self._on_partial)
 
     def _on_partial(self, report: Progress) -> None:
-        from ..data.tissue import TissueMask
+        from ..sampling.tissue import TissueMask
 
         if isinstance(report.partial, TissueMask):  # show each slide's tissue mask as soon as it is known
             stem = Path(str(report.partial.source)).stem
@@ -295,8 +295,8 @@ class SamplePatchesWidget(Container):
 
     def export(self) -> None:
         """Save the last table (CSV or Parquet by suffix) and optionally patch PNGs beside it."""
-        from ..data.dataset import export_patch_images
-        from ..data.sampling import write_patch_table
+        from ..sampling.balanced import write_patch_table
+        from ..sampling.datasets import export_patch_images
 
         if self.table is None:
             show_info("napari-patchdx: sample patches first")
@@ -318,7 +318,7 @@ class TrainWidget(Container):
         from matplotlib.figure import Figure
 
         from ..models import ARCHITECTURES
-        from ..train import available_devices
+        from ..training import available_devices
 
         self.viewer = viewer
         self.source = ComboBox(
@@ -371,7 +371,7 @@ class TrainWidget(Container):
         return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
 
     def _data(self) -> tuple[str, Any]:
-        from ..train import TrainData
+        from ..training import TrainData
 
         source = str(self.source.value)
         if source == "X-ray cohort folder":
@@ -387,7 +387,7 @@ class TrainWidget(Container):
 
     def run(self) -> None:
         """Start training in a worker; curves update after every epoch."""
-        from ..train import TrainConfig, train_job
+        from ..training import TrainConfig, train_job
 
         try:
             track, data = self._data()

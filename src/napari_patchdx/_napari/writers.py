@@ -63,7 +63,7 @@ def write_geojson(path: str, data: Any, attributes: dict[str, Any]) -> list[str]
     return [str(_write(shapes_to_annotations(data, attributes), Path(path)))]
 
 
-#: the sidecar versions written here (as :mod:`napari_patchdx.infer` writes them)
+#: the sidecar versions written here (as :mod:`napari_patchdx.inference` writes them)
 HEATMAP_SIDECAR_VERSION = 1
 CAM_SIDECAR_VERSION = 1
 
@@ -72,7 +72,7 @@ def write_float_ometiff(path: str, data: Any, meta: dict[str, Any]) -> list[str]
     """npe2 single-layer writer: a heatmap or CAM Image layer as float32 OME-TIFF plus its JSON sidecar.
 
     ``path`` must end with ``.ome.tif`` / ``.ome.tiff``; the sidecar is ``<name>.json`` beside ``<name>.ome.tif``,
-    in the format :mod:`napari_patchdx.infer` writes, so the file reopens through the reader in the same place:
+    in the format :mod:`napari_patchdx.inference` writes, so the file reopens through the reader in the same place:
 
     * heatmap layers (``metadata["patchdx"]["kind"] == "heatmap"``, or any float layer whose metadata has a
       ``grid``): the sidecar holds the grid (level-0 spacing, origin, mpp); the OME physical pixel size is the
@@ -153,7 +153,7 @@ def _layer_grid(shape: tuple[int, ...], meta: dict[str, Any], patchdx: dict[str,
 def _write_heatmap(
     path: Path, side: Path, data: np.ndarray, grid: Grid, patchdx: dict[str, Any], name: str
 ) -> list[Path]:
-    from ..io.ometiff import write_float_image
+    from ..io.float_maps import write_float_image
 
     size = None if grid.mpp is None else (grid.spacing[0] * grid.mpp, grid.spacing[1] * grid.mpp)
     write_float_image(path, data, pixel_size_um=size)
@@ -171,7 +171,7 @@ def _write_heatmap(
 
 
 def _write_cam(path: Path, side: Path, data: np.ndarray, patchdx: dict[str, Any], name: str) -> list[Path]:
-    from ..io.ometiff import write_float_image
+    from ..io.float_maps import write_float_image
 
     cls, probability = patchdx.get("class"), patchdx.get("probability")
     if cls is None or probability is None:

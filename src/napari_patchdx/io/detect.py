@@ -14,9 +14,9 @@ ANNOTATION_SUFFIXES = frozenset({".xml", ".geojson"})
 
 #: float maps (heatmaps, CAMs) are ``<name>.ome.tif`` (or ``.ome.tiff``) with their sidecar ``<name>.json``
 FLOAT_MAP_SUFFIXES = (".ome.tif", ".ome.tiff")
-#: the ``format`` of a heatmap sidecar (the same string as :data:`napari_patchdx.infer.HEATMAP_FORMAT`)
+#: the ``format`` of a heatmap sidecar (the same string as :data:`napari_patchdx.inference.HEATMAP_FORMAT`)
 HEATMAP_FORMAT = "napari-patchdx-heatmap"
-#: the ``format`` of a CAM sidecar (the same string as :data:`napari_patchdx.infer.CAM_FORMAT`)
+#: the ``format`` of a CAM sidecar (the same string as :data:`napari_patchdx.inference.CAM_FORMAT`)
 CAM_FORMAT = "napari-patchdx-cam"
 #: sidecars are small JSON files; anything larger is not read when routing
 _SIDECAR_MAX_BYTES = 64 * 1024 * 1024
@@ -28,7 +28,7 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
     """``"slide"``, ``"cxr"``, ``"annotations"``, ``"heatmap"``, ``"cam"`` or None (not ours). Never raises.
 
     A float map ``<name>.ome.tif`` is a ``"heatmap"`` / ``"cam"`` when its name says so (``<slide>.heatmap.ome.tif``,
-    ``<image>.cam.ome.tif``, the names :mod:`napari_patchdx.infer` writes) or when its sidecar ``<name>.json``
+    ``<image>.cam.ome.tif``, the names :mod:`napari_patchdx.inference` writes) or when its sidecar ``<name>.json``
     has the heatmap / CAM ``format``. Other ``.tif`` / ``.tiff`` go to the slide reader when the file is a tiled
     pyramid and to the chest X-ray reader otherwise; ``.xml`` is claimed only when it is an ASAP annotation file.
     """
@@ -68,7 +68,7 @@ def float_map_name(path: str | os.PathLike[str]) -> str | None:
 
 def float_map_sidecar(path: str | os.PathLike[str]) -> Path | None:
     """The JSON sidecar ``<name>.json`` beside a float map ``<name>.ome.tif`` (whether it exists or not), or None
-    when ``path`` is not named like a float map. This is where :mod:`napari_patchdx.infer` writes the heatmap and
+    when ``path`` is not named like a float map. This is where :mod:`napari_patchdx.inference` writes the heatmap and
     CAM sidecars (``<slide>.heatmap.json``, ``<image>.cam.json``) and where the napari writer puts them."""
     name = float_map_name(path)
     return None if name is None else Path(path).with_name(f"{name}.json")

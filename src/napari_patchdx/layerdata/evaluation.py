@@ -1,9 +1,9 @@
-"""napari layer data for evaluation results, built without importing napari (like :mod:`napari_patchdx.layers`).
+"""napari layer data for evaluation results, built without importing napari (like :mod:`napari_patchdx.layerdata`).
 
 * :func:`outcome_points_layer`: lesion points coloured by how the CAMELYON16 protocol counts them (hit, false
   positive, ITC-ignored), with the outcome, probability, lesion label and first-hit flag as features.
 * :func:`grid_from_layer` and :func:`points_from_layer`: the inverse direction, a heatmap layer's
-  :class:`~napari_patchdx.geometry.Grid` and a Points layer's :class:`~napari_patchdx.evaluate.PointsTable` in
+  :class:`~napari_patchdx.geometry.Grid` and a Points layer's :class:`~napari_patchdx.evaluation.PointsTable` in
   level-0 (y, x), from a layer's data, features, metadata, scale and translate, so the Evaluate widget can
   evaluate what the viewer holds.
 """
@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .evaluate import OUTCOME_COLORS, OUTCOMES, PointOutcomes, PointsTable
-from .geometry import Grid, vector_transform, world_to_level0
+from ..errors import ConfigError
+from ..evaluation import OUTCOME_COLORS, OUTCOMES, PointOutcomes, PointsTable
+from ..geometry import Grid, vector_transform, world_to_level0
 
 __all__ = ["grid_from_layer", "outcome_points_layer", "points_from_layer"]
 
@@ -43,16 +43,16 @@ def outcome_points_layer(
 
     Args:
         points: the slide's lesion points (level-0 (y, x), most probable first).
-        outcomes: their outcomes (:func:`napari_patchdx.evaluate.classify_points`), aligned with ``points``.
+        outcomes: their outcomes (:func:`napari_patchdx.evaluation.classify_points`), aligned with ``points``.
         mpp: the slide's level-0 microns per pixel (world units are then micrometres, as the slide layer's), or
             None (level-0 pixels).
         name: the layer name.
         diameter_um: drawn diameter in micrometres (level-0 pixels when ``mpp`` is None).
         top_k: only the ``top_k`` most probable points are shown, so the viewer stays fast.
 
-    Features: ``outcome`` (one of :data:`napari_patchdx.evaluate.OUTCOMES`), ``probability``, ``lesion`` (the
+    Features: ``outcome`` (one of :data:`napari_patchdx.evaluation.OUTCOMES`), ``probability``, ``lesion`` (the
     evaluation-mask label, 0 = none) and ``first_hit`` (the detection that counts for its lesion). Face colours are
-    set per point from :data:`napari_patchdx.evaluate.OUTCOME_COLORS`; ``metadata["patchdx"]`` has
+    set per point from :data:`napari_patchdx.evaluation.OUTCOME_COLORS`; ``metadata["patchdx"]`` has
     ``kind = "outcome_points"``, ``frame = "level0"``, the colours, and the counts of all (not only shown) points.
     """
     if len(outcomes) != len(points):
@@ -99,7 +99,7 @@ def grid_from_layer(
 ) -> Grid:
     """Where a heatmap layer's cells lie in level 0.
 
-    ``metadata["patchdx"]["grid"]`` (as :func:`napari_patchdx.layers.heatmap_layer` records it) when present;
+    ``metadata["patchdx"]["grid"]`` (as :func:`napari_patchdx.layerdata.heatmap_layer` records it) when present;
     otherwise the inverse of :func:`napari_patchdx.geometry.napari_transform` from the layer's ``scale`` and
     ``translate`` (last two axes), with ``metadata["patchdx"]["mpp"]`` as the world unit (micrometres; level-0
     pixels when absent).

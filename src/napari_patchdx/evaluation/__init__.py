@@ -63,11 +63,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._fsutil import atomic_write_bytes
-from .errors import ConfigError, InputFileError
-from .geometry import Grid
-from .io.annotations import AnnotationSet, read_annotations
-from .progress import Job, Progress, run_job
+from .._fsutil import atomic_write_bytes
+from ..errors import ConfigError, InputFileError
+from ..geometry import Grid
+from ..io.annotations import AnnotationSet, read_annotations
+from ..progress import Job, Progress, run_job
 
 __all__ = [
     "CAMELYON_LEVEL",
@@ -2096,7 +2096,7 @@ def _remove_stale(*paths: Path) -> None:
 
 def _draw_truth(ax: Any, truth: AnnotationSet | np.ndarray | None, ds: int) -> None:
     """Ground-truth outlines in level-0 (x, y) axes: annotation rings, or the contour of a level-``ds`` mask."""
-    from .io.annotations import EXCLUSION
+    from ..io.annotations import EXCLUSION
 
     if truth is None:
         return
@@ -2205,9 +2205,9 @@ def evaluate_slides_job(
     thumbnails: bool = True,
 ) -> Job[dict[str, Any]]:
     """:func:`evaluate_slides` as a job yielding :class:`~napari_patchdx.progress.Progress`; returns the metrics."""
-    from .infer import heatmap_paths, read_heatmap
-    from .io.detect import annotations_beside
-    from .io.slides import open_slide
+    from ..inference import heatmap_paths, read_heatmap
+    from ..io.detect import annotations_beside
+    from ..io.slides import open_slide
 
     paths = [Path(s) for s in slides]
     if not paths:
@@ -2317,7 +2317,7 @@ def _write_slide_outputs(
     evaluation: SlidesEvaluation, inputs: Sequence[SlideInput], paths: Sequence[Path], out: Path, thumbnails: bool
 ) -> Job[dict[str, Any]]:
     """Write points/, froc.json, froc.png, roc.png, slides.csv, thumbs/, suspects.json; returns the metrics."""
-    from .io.slides import open_slide
+    from ..io.slides import open_slide
 
     (out / "points").mkdir(parents=True, exist_ok=True)
     files: dict[str, Any] = {"slides_csv": "slides.csv", "suspects": "suspects.json", "points": {}}
@@ -2403,7 +2403,7 @@ def evaluate_slides(
     Args:
         slides: the slide files; a slide's name is its file stem.
         heatmap_dir: folder of ``<name>.heatmap.ome.tif`` + ``<name>.heatmap.json`` (as
-            :func:`napari_patchdx.infer.slide_heatmap_job` writes them).
+            :func:`napari_patchdx.inference.slide_heatmap_job` writes them).
         out_dir: where to write (created); see "Files" below.
         annotations: slide name -> its ground-truth file (ASAP XML or GeoJSON), or None for a normal slide; must
             name exactly the evaluated slides. Default: the file beside each slide
@@ -2471,7 +2471,7 @@ def thresholds_from_checkpoint(path: PathLike) -> dict[str, float | None]:
         class name -> threshold, None for a class whose threshold was undefined at validation (or when the
         checkpoint has none); pass it to :func:`evaluate_cxr`.
     """
-    from .models import checkpoint_paths, read_checkpoint_meta
+    from ..models import checkpoint_paths, read_checkpoint_meta
 
     meta = read_checkpoint_meta(path)
     classes = [str(c) for c in meta["classes"]]
@@ -2594,9 +2594,9 @@ def evaluate_cxr_job(
     thumbnails: bool = True,
 ) -> Job[dict[str, Any]]:
     """:func:`evaluate_cxr` as a job yielding :class:`~napari_patchdx.progress.Progress`; returns the metrics."""
-    from .data.sampling import read_cohort_labels
-    from .infer import cam_paths, read_cxr_prediction
-    from .io.cxr import read_cxr
+    from ..inference import cam_paths, read_cxr_prediction
+    from ..io.cxr import read_cxr
+    from ..sampling.balanced import read_cohort_labels
 
     high, low = _check_suspect_limits(suspect_high, suspect_low)
     _check_boot(n_boot, 0.05)
@@ -2853,10 +2853,10 @@ def evaluate_cxr(
 
     Args:
         infer_dir: folder of ``<image>.cam.ome.tif`` + ``<image>.cam.json``
-            (:func:`napari_patchdx.infer.save_cxr_prediction`).
-        cohort_dir: the cohort: ``labels.csv`` (:func:`napari_patchdx.data.sampling.read_cohort_labels`: image,
+            (:func:`napari_patchdx.inference.save_cxr_prediction`).
+        cohort_dir: the cohort: ``labels.csv`` (:func:`napari_patchdx.sampling.balanced.read_cohort_labels`: image,
             png, one 0 / 1 column per class) and, for the pointing game, ``lesions.csv`` (image, class, y0, x0,
-            y1, x1: half-open native-pixel boxes), as :func:`napari_patchdx.data.synth_cxr.make_cxr_cohort` writes.
+            y1, x1: half-open native-pixel boxes), as :func:`napari_patchdx.synth.cxr.make_cxr_cohort` writes.
         out_dir: where to write (created); see "Files".
         images: the image ids to evaluate (default: every prediction in ``infer_dir``, which must all be in
             ``labels.csv``).

@@ -3,7 +3,7 @@
 Slides
 ------
 :func:`slide_heatmap_job` slides the patch window over the grid sampler's cells
-(:func:`napari_patchdx.data.sampling.grid_table`: stride = the central region by default, cell ``(row, col)``
+(:func:`napari_patchdx.sampling.balanced.grid_table`: stride = the central region by default, cell ``(row, col)``
 covers level-0 ``[row, row + 1) * stride0`` and its patch is centred on the cell) and writes one probability per
 cell: the sigmoid of the logit, averaged over the 8 orientations (test-time augmentation) and over the ensemble of
 models. Cells that were not evaluated (no tissue, or a patch touching an unreadable tile) are **NaN**, never 0:
@@ -32,7 +32,7 @@ configuration, so an interrupted job resumes from its last finished band. The fi
 Chest X-rays
 ------------
 :func:`cxr_predict` resizes each image to the checkpoint's working size, standardises it like
-:func:`napari_patchdx.data.augment.cxr_eval_transforms` and returns per-class probabilities and class activation
+:func:`napari_patchdx.transforms.cxr_eval_transforms` and returns per-class probabilities and class activation
 maps upsampled to the native image (CAM cell ``(r, c)`` covers native pixels ``[r, r + 1) * H / h`` x
 ``[c, c + 1) * W / w``).
 """
@@ -61,16 +61,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._fsutil import atomic_path, atomic_write_text
-from .data.augment import ORIENTATIONS, cxr_eval_transforms, orient_torch, transform_from_dict
-from .data.dataset import resize_patch, resize_square, to_float
-from .data.sampling import PatchGeometry, SlideSource, grid_table
-from .data.tissue import TissueConfig, TissueMask, detect_tissue
-from .errors import ConfigError, InputFileError
-from .geometry import Grid
-from .io.ometiff import read_float_image, write_float_image
-from .io.slides import Slide, TiffSlide, TileReadError, open_slide
-from .progress import Job, Progress
+from .._fsutil import atomic_path, atomic_write_text
+from ..errors import ConfigError, InputFileError
+from ..geometry import Grid
+from ..io.float_maps import read_float_image, write_float_image
+from ..io.slides import Slide, TiffSlide, TileReadError, open_slide
+from ..progress import Job, Progress
+from ..sampling.balanced import PatchGeometry, SlideSource, grid_table
+from ..sampling.datasets import resize_patch, resize_square, to_float
+from ..sampling.tissue import TissueConfig, TissueMask, detect_tissue
+from ..transforms import ORIENTATIONS, cxr_eval_transforms, orient_torch, transform_from_dict
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -164,7 +164,7 @@ class CxrPrediction:
 
 def _load_models(models: Any, device: str | torch.device) -> list[ModelSpec]:
     """``(model, meta)`` pairs from a pair, a checkpoint path, or a list of either; models in eval mode."""
-    from .models import load_checkpoint
+    from ..models import load_checkpoint
 
     single = isinstance(models, tuple) and len(models) == 2 and isinstance(models[0], nn.Module)
     if single or isinstance(models, str | os.PathLike):
@@ -821,7 +821,7 @@ def iter_slide_patches(
 
     Args:
         slide: the opened slide the table was made for.
-        table: a patch table from :func:`napari_patchdx.data.sampling.grid_table` (columns ``row``, ``col``,
+        table: a patch table from :func:`napari_patchdx.sampling.balanced.grid_table` (columns ``row``, ``col``,
             ``y``, ``x`` in level-0 pixels, and ``level`` / ``size``: the read level and window side, the same
             for every row).
         patch_size: side of the delivered patches (windows are resized to it); default the window side.
@@ -893,7 +893,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def read_heatmap(path: str | os.PathLike[str]) -> tuple[np.ndarray, Grid, dict[str, Any]]:
     """A written heatmap (``.heatmap.ome.tif`` / ``.ome.tiff``): float32 (rows, cols), its grid, and its sidecar."""
-    from .io.detect import float_map_sidecar
+    from ..io.detect import float_map_sidecar
 
     path = Path(path)
     side_path = float_map_sidecar(path) or path.with_suffix(".json")
@@ -1258,7 +1258,7 @@ def cxr_predict(
     ``precision``: ``"bf16"`` (bfloat16 autocast) or ``"fp32"``; None = bf16 on CUDA, fp32 elsewhere. CAMs and
     probabilities are returned in float32 either way.
     """
-    from .io.cxr import read_cxr
+    from ..io.cxr import read_cxr
 
     size = int(meta["input_size"])
     classes = tuple(meta.get("classes") or [str(k) for k in range(getattr(model, "num_classes", 1))])

@@ -427,7 +427,7 @@ def read_cohort_labels(root: str | os.PathLike[str]) -> tuple[pd.DataFrame, tupl
 
 
 def load_cxr_cohort(root: str | os.PathLike[str], splits: Mapping[str, str] | None = None) -> list[CxrSource]:
-    """Sources for a cohort laid out like :func:`napari_patchdx.data.synth_cxr.make_cxr_cohort` writes it.
+    """Sources for a cohort laid out like :func:`napari_patchdx.synth.cxr.make_cxr_cohort` writes it.
 
     Needs ``labels.csv`` (image, class columns, png) and either ``masks/<id>.png`` (class bitmask) or, for
     cohorts with boxes only, ``lesions.csv`` (each lesion then covers its whole box); ``lungs/<id>.png`` is used

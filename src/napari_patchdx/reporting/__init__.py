@@ -4,7 +4,7 @@
 
     RUN_DIR/
       train/last.json        checkpoint sidecar whose "metrics" list is the training history (optional)
-      evaluate/metrics.json  written by napari_patchdx.evaluate.evaluate_slides / evaluate_cxr
+      evaluate/metrics.json  written by napari_patchdx.evaluation.evaluate_slides / evaluate_cxr
       evaluate/froc.png, roc.png, slides.csv | images.csv, thumbs/<name>.png, suspects.json
 
 and writes one self-contained HTML page: every image is copied into a folder beside the page
@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ._fsutil import atomic_write_bytes, atomic_write_text
-from .errors import ConfigError, InputFileError
+from .._fsutil import atomic_write_bytes, atomic_write_text
+from ..errors import ConfigError, InputFileError
 
 __all__ = ["ReportRun", "build_report", "load_run"]
 
@@ -262,7 +262,7 @@ def _training_figure(history: list[dict[str, Any]]) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .plots import draw_training_curves
+    from ..plots import draw_training_curves
 
     clean = []
     for entry in history:
@@ -599,7 +599,7 @@ def build_report(
     page.parent.mkdir(parents=True, exist_ok=True)
     assets = _Assets(page.parent / f"{page.stem}_files", page.parent)
     sections = [_run_section(run, i, assets) for i, run in enumerate(loaded)]
-    from . import __version__
+    from .. import __version__
 
     body = [
         "<!DOCTYPE html>",
@@ -618,7 +618,7 @@ def build_report(
         metrics: dict[str, Any] = _metrics_of(loaded[0])
     else:
         metrics = {run.name: _metrics_of(run) for run in loaded}
-    from .evaluate import _json_value
+    from ..evaluation import _json_value
 
     atomic_write_text(page.parent / "metrics.json", json.dumps(_json_value(metrics), indent=2, allow_nan=False) + "\n")
     atomic_write_text(page, "\n".join(body) + "\n")

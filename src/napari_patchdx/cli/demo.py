@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._fsutil import atomic_write_text
+from .._fsutil import atomic_write_text
 
 __all__ = ["DEMO", "QUICK", "DemoSizes", "run_demo"]
 
@@ -37,12 +37,12 @@ class DemoSizes:
     """Every size the demo uses.
 
     Attributes:
-        wsi: :func:`~napari_patchdx.data.synth_wsi.make_wsi_cohort` arguments (n_tumor, n_normal, height, width in
+        wsi: :func:`~napari_patchdx.synth.wsi.make_wsi_cohort` arguments (n_tumor, n_normal, height, width in
             level-0 pixels, mpp in um/px).
         slide_splits: train / val / test fractions of the slides (stratified tumour / normal).
         slide_patches: balanced training patches (``sample.n``).
         slide_train: the slide run's ``train`` section (patch size in patch pixels at ``mpp`` um/px ...).
-        cxr: :func:`~napari_patchdx.data.synth_cxr.make_cxr_cohort` arguments (n images, size in pixels).
+        cxr: :func:`~napari_patchdx.synth.cxr.make_cxr_cohort` arguments (n images, size in pixels).
         cxr_splits: train / val / test fractions of the X-rays (stratified by any lesion).
         cxr_train: the X-ray runs' ``train`` section (``stage`` is set per run: curriculum / baseline).
         n_boot: bootstrap resamples of the AUC / AUROC intervals.
@@ -122,7 +122,7 @@ RUNS = ("slides", "cxr-curriculum", "cxr-baseline")
 
 def demo_configs(out: Path, seed: int = 0, sizes: DemoSizes = DEMO) -> dict[str, Any]:
     """The three pipeline configurations of the demo (``RunConfig`` objects keyed by run name)."""
-    from .pipeline import RunConfig
+    from ..pipeline import RunConfig
 
     data, runs = out / "data", out / "runs"
     common = {"seed": seed, "evaluate": {"n_boot": sizes.n_boot}}
@@ -163,11 +163,11 @@ def run_demo(out: Path, view: bool = False, seed: int = 0, sizes: DemoSizes = DE
         seed: seeds the cohorts, the splits and the training.
         sizes: cohort and training sizes (:data:`DEMO`; :data:`QUICK` for a fast check).
     """
-    from .cli import drive
-    from .data.synth_cxr import make_cxr_cohort
-    from .data.synth_wsi import make_wsi_cohort
-    from .pipeline import run_job
-    from .report import build_report
+    from ..pipeline import run_job
+    from ..reporting import build_report
+    from ..synth.cxr import make_cxr_cohort
+    from ..synth.wsi import make_wsi_cohort
+    from . import drive
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -215,7 +215,7 @@ def run_demo(out: Path, view: bool = False, seed: int = 0, sizes: DemoSizes = DE
     print(f"\nmetrics: {out / 'metrics.json'}")
     print(f"report:  {report}")
     if view:  # pragma: no cover - interactive
-        from ._napari.viewer import show_layers
+        from .._napari.viewer import show_layers
 
         layers = []
         for name, result in results.items():

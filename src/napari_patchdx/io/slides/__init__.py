@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputFileError, MissingMetadataError
-from ..geometry import Grid
-from .tiffmeta import TIFF_MAGIC, resolution_um
+from ...errors import InputFileError, MissingMetadataError
+from ...geometry import Grid
+from ..tiffmeta import TIFF_MAGIC, resolution_um
 
 __all__ = [
     "OpenSlideSlide",

@@ -30,7 +30,7 @@ Rasterisation
 
 Polygon helpers
     :func:`points_in_polygon`, :func:`fill_polygon` and :func:`polygon_area` are the single implementation of
-    the inside rule and the area used here and by the synthetic slides (:mod:`napari_patchdx.data.synth_wsi`), so
+    the inside rule and the area used here and by the synthetic slides (:mod:`napari_patchdx.synth.wsi`), so
     whatever is drawn from a polygon is exactly what :meth:`AnnotationSet.rasterize` gives for it.
 """
 
@@ -55,8 +55,8 @@ import defusedxml.ElementTree as SafeET
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._fsutil import atomic_write_text
-from ..errors import InputFileError
+from ..._fsutil import atomic_write_text
+from ...errors import InputFileError
 
 __all__ = [
     "EXCLUSION",

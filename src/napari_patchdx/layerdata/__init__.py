@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputFileError
-from .geometry import Grid, napari_transform, vector_transform
-from .io.annotations import AnnotationSet, read_annotations, to_layer_data
-from .io.cxr import CxrImage, read_cxr
-from .io.detect import (
+from ..errors import InputFileError
+from ..geometry import Grid, napari_transform, vector_transform
+from ..io.annotations import AnnotationSet, read_annotations, to_layer_data
+from ..io.cxr import CxrImage, read_cxr
+from ..io.detect import (
     CAM_FORMAT,
     HEATMAP_FORMAT,
     SLIDE_SUFFIXES,
@@ -34,7 +34,7 @@ from .io.detect import (
     float_map_sidecar,
     read_sidecar,
 )
-from .io.slides import Slide, open_slide
+from ..io.slides import Slide, open_slide
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -264,7 +264,7 @@ def patches_layer(
 
 
 def tissue_layer(tissue: Any, name: str = "tissue") -> LayerData:
-    """A Labels layer (1 = tissue) of a :class:`~napari_patchdx.data.tissue.TissueMask`, aligned to its slide."""
+    """A Labels layer (1 = tissue) of a :class:`~napari_patchdx.sampling.tissue.TissueMask`, aligned to its slide."""
     kwargs: dict[str, Any] = {
         "name": name,
         "opacity": 0.35,
@@ -283,7 +283,7 @@ def points_layer(
     diameter_um: float = 100.0,
     name: str = "lesion points",
 ) -> LayerData:
-    """A Points layer of lesion points (a :class:`~napari_patchdx.evaluate.PointsTable`), coloured by probability.
+    """A Points layer of lesion points (a :class:`~napari_patchdx.evaluation.PointsTable`), coloured by probability.
 
     Only the ``top_k`` most probable points are shown so the viewer stays fast; ``probability`` is a feature.
     Points are drawn ``diameter_um`` micrometres across (level-0 pixels when mpp is unknown).
@@ -334,7 +334,7 @@ def heatmap_layer(
         heatmap: float (rows, cols) probabilities in [0, 1], one per grid cell; NaN = not evaluated, drawn
             transparent. The array is used as is (not copied) when it is already float32, so a widget can fill it.
         grid: where the cells lie: cell ``(r, c)`` covers the level-0 block ``origin + [r, r + 1) * spacing``
-            (a :class:`~napari_patchdx.infer.HeatmapResult`'s ``grid``); its ``mpp`` puts the layer in
+            (a :class:`~napari_patchdx.inference.HeatmapResult`'s ``grid``); its ``mpp`` puts the layer in
             micrometres like :func:`slide_layer`, so a cell's centre lands on the centre of its level-0 block.
         name: layer name (default ``"<slide stem> heatmap"``, or ``"heatmap"``).
         slide: the slide file (or opened slide) the heatmap belongs to, recorded in the metadata.
@@ -384,7 +384,7 @@ def heatmap_file_layers(path: str | os.PathLike[str]) -> list[LayerData]:
     Raises:
         InputFileError: the sidecar is missing or holds no valid grid, or the image does not match the grid.
     """
-    from .io.ometiff import read_float_image
+    from ..io.float_maps import read_float_image
 
     path = Path(path)
     sidecar = float_map_sidecar(path)
@@ -425,7 +425,7 @@ def cam_layers(
     """One Image layer per class of a chest X-ray prediction, aligned to the X-ray's layer.
 
     Args:
-        prediction: a :class:`~napari_patchdx.infer.CxrPrediction` (``classes``, ``probabilities``, ``cams`` of
+        prediction: a :class:`~napari_patchdx.inference.CxrPrediction` (``classes``, ``probabilities``, ``cams`` of
             shape (K, H, W) at the X-ray's native size, ``source``).
         name: the X-ray's name in the layer names (default: the source file's stem, or ``"x-ray"``).
         spacing: the X-ray's (row, col) pixel spacing in millimetres, as :func:`cxr_layer` uses it; None when the
@@ -512,7 +512,7 @@ def cam_file_layers(path: str | os.PathLike[str]) -> list[LayerData]:
     Raises:
         InputFileError: the sidecar is missing or inconsistent with the image.
     """
-    from .io.ometiff import read_float_image
+    from ..io.float_maps import read_float_image
 
     path = Path(path)
     sidecar = float_map_sidecar(path)

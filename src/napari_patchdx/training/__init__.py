@@ -11,7 +11,7 @@ Stages
 ``patches``
     Slides: patches from Liu et al.'s balanced sampler (an endless stream, ``steps_per_epoch`` batches per epoch)
     or from the ``train`` rows of a patch table (one pass per epoch). Chest X-rays: lesion and normal-lung
-    patches from a :class:`~napari_patchdx.data.sampling.CxrLesionSampler` over the cohort's training images
+    patches from a :class:`~napari_patchdx.sampling.balanced.CxrLesionSampler` over the cohort's training images
     (or an X-ray patch table with ``label_<class>`` columns), five sigmoid outputs.
 ``whole``
     Whole chest X-rays from the cohort's ``labels.csv``, resized bilinearly to ``working_size`` square,
@@ -77,7 +77,7 @@ Files in ``out_dir``
     intact numbered state.
 ``train_manifest.json``
     config, data, package versions, device, world size, input files (size; sha256 for files up to 64 MiB),
-    one entry per session with its timings; ``python -m napari_patchdx.train train_manifest.json OUT`` repeats
+    one entry per session with its timings; ``python -m napari_patchdx.training train_manifest.json OUT`` repeats
     the run from it alone. A patch table given as a DataFrame is saved as ``train_patches.csv`` for that purpose.
 
 Determinism and resume
@@ -90,7 +90,7 @@ with weights identical to an uninterrupted run, whatever ``num_workers``.
 
 Multi-GPU
 ---------
-Under ``torchrun --nproc_per_node N -m napari_patchdx.train CONFIG.json OUT_DIR`` (RANK / WORLD_SIZE / LOCAL_RANK
+Under ``torchrun --nproc_per_node N -m napari_patchdx.training CONFIG.json OUT_DIR`` (RANK / WORLD_SIZE / LOCAL_RANK
 set), :func:`main` starts the process group (NCCL on CUDA, gloo on the CPU), each rank uses ``cuda:LOCAL_RANK``,
 the model is wrapped in DistributedDataParallel, map-style data are sharded like ``DistributedSampler`` (padded,
 rank ``r`` takes every ``world``-th index of the epoch's permutation) and streams by rank (rank ``r``'s batch
@@ -125,12 +125,21 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from . import __version__
-from ._config import choice, closest, integer, number, unknown_key
-from ._fsutil import atomic_path, atomic_write_text, sha256_file
-from .data.augment import cxr_eval_transforms, cxr_train_transforms, slide_train_transforms
-from .data.dataset import PatchStream, PatchTableDataset, resize_square, to_float
-from .data.sampling import (
+from .. import __version__
+from .._config import choice, closest, integer, number, unknown_key
+from .._fsutil import atomic_path, atomic_write_text, sha256_file
+from ..errors import ConfigError, PatchdxError
+from ..models import (
+    ARCHITECTURES,
+    MIN_INPUT_SIZE,
+    build_model,
+    check_compatible,
+    load_checkpoint,
+    read_checkpoint_meta,
+    save_checkpoint,
+)
+from ..progress import Job, Progress, run_job
+from ..sampling.balanced import (
     SPLITS,
     BalancedSampler,
     CxrLesionSampler,
@@ -142,17 +151,8 @@ from .data.sampling import (
     read_patch_table,
     write_patch_table,
 )
-from .errors import ConfigError, PatchdxError
-from .models import (
-    ARCHITECTURES,
-    MIN_INPUT_SIZE,
-    build_model,
-    check_compatible,
-    load_checkpoint,
-    read_checkpoint_meta,
-    save_checkpoint,
-)
-from .progress import Job, Progress, run_job
+from ..sampling.datasets import PatchStream, PatchTableDataset, resize_square, to_float
+from ..transforms import cxr_eval_transforms, cxr_train_transforms, slide_train_transforms
 
 __all__ = [
     "MANIFEST_NAME",
@@ -448,7 +448,7 @@ class TrainData:
             sampler itself from the config's patch_size, center_size, mpp, jitter and seed (what the command
             line uses).
         cxr_root: a chest X-ray cohort folder (``labels.csv``, ``images/``, ``masks/``, ``lungs/`` as
-            :func:`napari_patchdx.data.synth_cxr.make_cxr_cohort` writes it).
+            :func:`napari_patchdx.synth.cxr.make_cxr_cohort` writes it).
         splits: X-ray image id -> ``train`` / ``val`` / ``test``; else ``labels.csv``'s ``split`` column; else
             a reproducible split holding out ``val_fraction`` (stratified by any lesion).
         mpp: per-slide microns-per-pixel overrides (slide path -> um/px) for files that lack them.
@@ -558,7 +558,7 @@ class WholeImageDataset(Dataset):
 
     def image(self, index: int) -> np.ndarray:
         """The resized image ``index`` before augmentation (float32 in [0, 1])."""
-        from .io.cxr import read_cxr
+        from ..io.cxr import read_cxr
 
         if self._pid != os.getpid():
             self._cache, self._pid = OrderedDict(), os.getpid()
@@ -1429,7 +1429,7 @@ class _Trainer:
     def metrics(self, stage: str, result: Mapping[str, Any]) -> tuple[dict[str, Any], list[float | None]]:
         from sklearn.metrics import roc_auc_score
 
-        from .evaluate import youden_thresholds
+        from ..evaluation import youden_thresholds
 
         probs, targets = result["probs"], result["targets"]
         n = len(targets)
@@ -2059,12 +2059,12 @@ def _printer() -> Callable[[Progress], None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m napari_patchdx.train CONFIG.json OUT_DIR``: train (under torchrun: on every rank).
+    """``python -m napari_patchdx.training CONFIG.json OUT_DIR``: train (under torchrun: on every rank).
 
     ``CONFIG.json`` holds ``{"config": {TrainConfig fields}, "data": {TrainData fields}}`` (a run's
     ``train_manifest.json`` has that shape too). Returns the exit status: 0 done, 1 cancelled, 2 error.
     """
-    parser = argparse.ArgumentParser(prog="python -m napari_patchdx.train", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m napari_patchdx.training", description=main.__doc__)
     parser.add_argument("config", help="JSON file with 'config' and 'data' objects")
     parser.add_argument("out_dir", help="run folder (resumed when it holds a run)")
     parser.add_argument("--no-resume", action="store_true", help="refuse a folder that already holds a run")
@@ -2109,6 +2109,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         if started_group:
             dist.destroy_process_group()
 
-
-if __name__ == "__main__":
-    sys.exit(main())

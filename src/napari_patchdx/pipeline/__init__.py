@@ -24,7 +24,7 @@ Tracks
     when ``distributed.workers`` or ``distributed.scheduler`` says so. Evaluate: lesion points by NMS, the
     CAMELYON16 FROC, slide-level AUC. Report.
 ``cxr``
-    ``input`` is a chest X-ray cohort folder as :func:`napari_patchdx.data.synth_cxr.make_cxr_cohort` writes it
+    ``input`` is a chest X-ray cohort folder as :func:`napari_patchdx.synth.cxr.make_cxr_cohort` writes it
     (``labels.csv``, ``images/``, ``masks/`` or ``lesions.csv``, ``lungs/``). Sample: the split, and the first
     ``sample.n`` lesion / normal-lung patches of the training stream (exactly the patches the curriculum's step 1
     starts with: the trainer draws the same stream from the same seed) for inspection. Train: ``train.stage``
@@ -79,10 +79,12 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import __version__
-from ._config import choice, closest, integer, number, unknown_key
-from ._fsutil import atomic_write_text, sha256_file
-from .data.sampling import (
+from .. import __version__
+from .._config import choice, closest, integer, number, unknown_key
+from .._fsutil import atomic_write_text, sha256_file
+from ..errors import ConfigError, InputFileError
+from ..progress import Job, Progress
+from ..sampling.balanced import (
     SPLITS,
     CxrLesionSampler,
     PatchGeometry,
@@ -92,9 +94,7 @@ from .data.sampling import (
     sample_slides_job,
     write_patch_table,
 )
-from .errors import ConfigError, InputFileError
-from .progress import Job, Progress
-from .train import (
+from ..training import (
     DEFAULT_PATCH_SIZE,
     TrainConfig,
     TrainData,
@@ -386,7 +386,7 @@ class RunConfig:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``, for training and inference.
         splits: three fractions, a mapping name -> split, a CSV path, or None (see the module docstring).
         sample, infer, evaluate, report, distributed: the sections (:class:`SampleSettings` ...).
-        train: the training settings, a :class:`~napari_patchdx.train.TrainConfig` whose track, seed and device
+        train: the training settings, a :class:`~napari_patchdx.training.TrainConfig` whose track, seed and device
             are the run's (given as a mapping of its other fields; the cxr track's default stage is
             ``curriculum``).
     """
@@ -567,7 +567,7 @@ def _train_help() -> dict[str, str]:
                 out[name] = f"{out[name]} {stripped}"
     for name, text in out.items():
         text = re.sub(r":[a-z]+:`~?([^`]+)`", r"`\1`", text).replace("``", "`")
-        out[name] = text.replace("the module docstring", "napari_patchdx.train")
+        out[name] = text.replace("the module docstring", "napari_patchdx.training")
     return out
 
 
@@ -674,7 +674,7 @@ def _missing_error(missing: Sequence[Path]) -> ConfigError:
 
 def _resolve_inputs(config: RunConfig) -> _Inputs:
     """Find every input file, list all missing ones in one error, assign the splits and check they are usable."""
-    from .io.detect import slides_in_folder
+    from ..io.detect import slides_in_folder
 
     root = Path(config.input)
     missing: list[Path] = []
@@ -983,7 +983,7 @@ def _splits_table(run_dir: Path) -> pd.DataFrame:
 
 def result_layers(run_dir: str | os.PathLike[str], *, max_items: int | None = None) -> list[tuple[Any, dict, str]]:
     """Layer-data tuples of a run directory's results (see :meth:`RunResult.layers`)."""
-    from . import layers as L
+    from .. import layerdata as L
 
     run_dir = Path(run_dir)
     manifest = _read_manifest(run_dir / MANIFEST_NAME)
@@ -1008,7 +1008,7 @@ def result_layers(run_dir: str | os.PathLike[str], *, max_items: int | None = No
             group.extend(L.heatmap_file_layers(result))
             points = run_dir / "evaluate" / "points" / f"{name}.csv"
             if points.is_file():
-                from .evaluate import read_camelyon_csv
+                from ..evaluation import read_camelyon_csv
 
                 mpp = group[0][1]["metadata"]["patchdx"].get("mpp")
                 group.append(L.points_layer(read_camelyon_csv(points), mpp, name=f"{name} lesion points"))
@@ -1152,8 +1152,8 @@ def _infer_stage(ctx: _Context) -> Job[list[Path]]:
     items = ctx.inputs.split(*config.infer.splits)
     checkpoint = _checkpoint(ctx)
     if config.track == "slides":
-        from .distributed import heatmaps_job
-        from .infer import heatmap_paths
+        from ..distributed import heatmaps_job
+        from ..inference import heatmap_paths
 
         settings = config.infer
         job = heatmaps_job(
@@ -1175,8 +1175,8 @@ def _infer_stage(ctx: _Context) -> Job[list[Path]]:
             paths = heatmap_paths(out, it.name)
             files += [paths["final"], paths["sidecar"]]
         return files
-    from .infer import cam_paths, cxr_predict, save_cxr_prediction
-    from .models import load_checkpoint
+    from ..inference import cam_paths, cxr_predict, save_cxr_prediction
+    from ..models import load_checkpoint
 
     yield Progress(0, _SCALE, f"loading {checkpoint.name}")
     model, meta = load_checkpoint(checkpoint, device=ctx.device)
@@ -1192,7 +1192,7 @@ def _infer_stage(ctx: _Context) -> Job[list[Path]]:
 
 
 def _evaluate_stage(ctx: _Context) -> Job[list[Path]]:
-    from . import evaluate as ev
+    from .. import evaluation as ev
 
     config = ctx.config
     out = ctx.run_dir / "evaluate"
@@ -1214,7 +1214,7 @@ def _evaluate_stage(ctx: _Context) -> Job[list[Path]]:
             seed=config.seed,
         )
     else:
-        from .models import read_checkpoint_meta
+        from ..models import read_checkpoint_meta
 
         meta = read_checkpoint_meta(_checkpoint(ctx))
         values = meta.get("thresholds") or []
@@ -1237,7 +1237,7 @@ def _evaluate_stage(ctx: _Context) -> Job[list[Path]]:
 
 
 def _report_stage(ctx: _Context) -> Job[list[Path]]:
-    from .report import build_report
+    from ..reporting import build_report
 
     yield Progress(0, _SCALE, "writing the report")
     path = Path(build_report(ctx.run_dir, ctx.run_dir / REPORT_NAME, title=ctx.config.report.title))
@@ -1640,7 +1640,7 @@ def run(
     Returns:
         A :class:`RunResult` with the artifact paths, the metrics and what each stage did.
     """
-    from .progress import run_job as drive
+    from ..progress import run_job as drive
 
     if config is None:
         if not settings:
@@ -1650,7 +1650,7 @@ def run(
         config = RunConfig.load(config, **settings)
     result = drive(run_job(config, run_dir=run_dir, stop=stop, force=force, stages=stages), on_progress)
     if viewer is not None and not result.cancelled:
-        from ._napari.viewer import add_layers
+        from .._napari.viewer import add_layers
 
         add_layers(viewer, result.layers())
     return result

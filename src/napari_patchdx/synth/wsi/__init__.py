@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._fsutil import atomic_path, atomic_write_text
-from ..io.annotations import (
+from ..._fsutil import atomic_path, atomic_write_text
+from ...io.annotations import (
     EXCLUSION,
     TUMOR,
     AnnotationSet,
@@ -1711,7 +1711,7 @@ def make_slide(
 
 
 def _same_regions(path: Path, expected: AnnotationSet) -> bool:
-    from ..io.annotations import read_annotations
+    from ...io.annotations import read_annotations
 
     try:
         found = read_annotations(path)

@@ -67,9 +67,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__
-from ._fsutil import atomic_path, sha256_file
-from .errors import ConfigError, InputFileError
+from .. import __version__
+from .._fsutil import atomic_path, sha256_file
+from ..errors import ConfigError, InputFileError
 
 __all__ = [
     "ARCHITECTURES",

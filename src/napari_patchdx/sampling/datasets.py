@@ -166,7 +166,7 @@ class PatchTableDataset(Dataset):
     Slide patches are uint8 RGB (use :func:`to_float` on the batch), X-ray patches float32 gray.
 
     Args:
-        table: a patch table (see :mod:`napari_patchdx.data.sampling`).
+        table: a patch table (see :mod:`napari_patchdx.sampling.balanced`).
         patch_size: side of the patches the model sees.
         transforms: augmentation ``f(image float32 HWC / HW in [0, 1], rng) -> image`` or None.
         seed: base seed of the augmentation randomness.

@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import ConfigError, PatchdxError
+from .. import __version__
+from ..errors import ConfigError, PatchdxError
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -76,7 +76,7 @@ def _print_result(result: Any) -> None:
         print(f"  {stage:<9} {action}{f' ({seconds:.1f} s)' if seconds is not None else ''}")
     for note in result.notes:
         print(f"note: {note}")
-    from .pipeline import headline
+    from ..pipeline import headline
 
     shown = headline(result.metrics)
     if shown:
@@ -88,7 +88,7 @@ def _print_result(result: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from . import pipeline
+    from .. import pipeline
 
     job = pipeline.run_job(_config_path(args.config), run_dir=args.run_dir, force=args.force)
     result = drive(job, "run")
@@ -97,7 +97,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _stage_on_config(stage: str, args: argparse.Namespace) -> int:
-    from . import pipeline
+    from .. import pipeline
 
     job = pipeline.run_job(_config_path(args.inputs[0]), run_dir=args.run_dir, force=args.force, stages=[stage])
     result = drive(job, stage)
@@ -110,7 +110,7 @@ def _sample(args: argparse.Namespace) -> int:
         return _stage_on_config("sample", args)
     if not args.out:
         raise UsageError("sample: give a configuration file, or input slides / a cohort folder with --out TABLE")
-    from .data.sampling import PatchGeometry, sample_cxr_job, sample_slides_job, write_patch_table
+    from ..sampling.balanced import PatchGeometry, sample_cxr_job, sample_slides_job, write_patch_table
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -138,8 +138,8 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _slide_pairs(inputs: Sequence[str]) -> list[tuple[Path, Path | None]]:
-    from .errors import InputFileError
-    from .io.detect import annotations_beside, detect_kind, slides_in_folder
+    from ..errors import InputFileError
+    from ..io.detect import annotations_beside, detect_kind, slides_in_folder
 
     pairs: list[tuple[Path, Path | None]] = []
     for raw in inputs:
@@ -161,7 +161,7 @@ def _train(args: argparse.Namespace) -> int:
     if not _is_config(args.inputs):
         raise UsageError(
             "train: give one pipeline configuration file (YAML); to train on a training config alone use "
-            "`python -m napari_patchdx.train CONFIG.json OUT_DIR`"
+            "`python -m napari_patchdx.training CONFIG.json OUT_DIR`"
         )
     return _stage_on_config("train", args)
 
@@ -171,8 +171,8 @@ def _infer(args: argparse.Namespace) -> int:
         return _stage_on_config("infer", args)
     if not args.checkpoint or not args.out:
         raise UsageError("infer: give a configuration file, or --checkpoint C --out DIR and slides / X-rays")
-    from .errors import InputFileError
-    from .io.detect import detect_kind, slides_in_folder
+    from ..errors import InputFileError
+    from ..io.detect import detect_kind, slides_in_folder
 
     out = Path(args.out)
     slides: list[Path] = []
@@ -193,7 +193,7 @@ def _infer(args: argparse.Namespace) -> int:
         else:
             raise InputFileError(path, "no such file" if not path.exists() else "not a slide or chest X-ray we read")
     if slides:
-        from .distributed import heatmaps_job
+        from ..distributed import heatmaps_job
 
         job = heatmaps_job(
             slides,
@@ -212,15 +212,15 @@ def _infer(args: argparse.Namespace) -> int:
     if xrays:
         if len(args.checkpoint) > 1:
             raise UsageError("infer: chest X-rays are predicted with one checkpoint")
-        from .infer import cxr_predict, save_cxr_prediction
-        from .models import load_checkpoint
-        from .train import resolve_device
+        from ..inference import cxr_predict, save_cxr_prediction
+        from ..models import load_checkpoint
+        from ..training import resolve_device
 
         device = str(resolve_device(args.device))
         model, meta = load_checkpoint(args.checkpoint[0], device=device)
 
         def job() -> Any:
-            from .progress import Progress
+            from ..progress import Progress
 
             for k, path in enumerate(xrays):
                 prediction = cxr_predict([path], model, meta, device=device)[0]
@@ -235,12 +235,12 @@ def _infer(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     if _is_config(args.inputs) and not (args.heatmaps or args.cams):
         return _stage_on_config("evaluate", args)
-    from . import evaluate as ev
+    from .. import evaluation as ev
 
     if not args.out:
         raise UsageError("evaluate: give a configuration file, or --out DIR with --heatmaps or --cams")
     if args.heatmaps:
-        from .errors import InputFileError
+        from ..errors import InputFileError
 
         if not args.inputs:
             raise UsageError("evaluate --heatmaps DIR: name the slides (or their folder)")
@@ -263,7 +263,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise UsageError("evaluate --cams DIR needs --cohort DIR (labels.csv, lesions.csv)")
         thresholds = None
         if args.checkpoint:
-            from .models import read_checkpoint_meta
+            from ..models import read_checkpoint_meta
 
             meta = read_checkpoint_meta(args.checkpoint)
             thresholds = {
@@ -277,7 +277,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         raise UsageError("evaluate: give --heatmaps DIR (slides) or --cams DIR (X-rays)")
     metrics = drive(job, "evaluate")
-    from .pipeline import headline
+    from ..pipeline import headline
 
     shown = headline(metrics)
     if shown:
@@ -287,7 +287,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import build_report
+    from ..reporting import build_report
 
     runs = [Path(r) for r in args.runs]
     for run in runs:
@@ -310,7 +310,7 @@ def _synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     t0 = time.perf_counter()
     if args.kind == "wsi":
-        from .data.synth_wsi import make_slide, make_wsi_cohort
+        from ..synth.wsi import make_slide, make_wsi_cohort
 
         if args.large:
             size = args.size or 100_000
@@ -332,7 +332,7 @@ def _synth(args: argparse.Namespace) -> int:
             )
             print(f"wrote {len(cohort.slides)} slides and {cohort.csv} to {out}")
     else:
-        from .data.synth_cxr import make_cxr_cohort
+        from ..synth.cxr import make_cxr_cohort
 
         n = args.n if args.n is not None else 40
         cohort = make_cxr_cohort(out, n=n, seed=args.seed, size=args.size or 1024, dicom=not args.no_dicom)
@@ -344,23 +344,23 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .io.detect import detect_kind
+    from ..io.detect import detect_kind
 
     for raw in args.paths:
         path = Path(raw)
         kind = detect_kind(path)
         if kind == "slide":
-            from .io.slides import open_slide
+            from ..io.slides import open_slide
 
             with open_slide(path, mpp=args.mpp) as slide:
                 summary = slide.metadata()
         elif kind == "cxr":
-            from .io.cxr import read_cxr
+            from ..io.cxr import read_cxr
 
             cxr = read_cxr(path)
             summary = {"path": str(path), "shape": list(cxr.image.shape), "spacing_mm": cxr.spacing, **cxr.meta}
         elif kind == "annotations":
-            from .io.annotations import read_annotations
+            from ..io.annotations import read_annotations
 
             ann = read_annotations(path)
             labels: dict[str, int] = {}
@@ -368,7 +368,7 @@ def _info(args: argparse.Namespace) -> int:
                 labels[region.label] = labels.get(region.label, 0) + 1
             summary = {"path": str(path), "regions": len(ann.regions), "labels": labels}
         else:
-            from .errors import InputFileError
+            from ..errors import InputFileError
 
             problem = "no such file" if not path.exists() else "not a slide, chest X-ray or annotation file we read"
             raise InputFileError(path, problem)
@@ -384,7 +384,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _froc(args: argparse.Namespace) -> int:
-    from .evaluate import froc_from_dirs
+    from ..evaluation import froc_from_dirs
 
     result = froc_from_dirs(
         args.detections,
@@ -592,6 +592,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("napari-patchdx: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

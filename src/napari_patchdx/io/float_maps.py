@@ -1,6 +1,6 @@
 """Float images (heatmaps, class activation maps) as pyramidal OME-TIFF.
 
-One writer for every float map the package saves — the slide heatmaps of :mod:`napari_patchdx.infer`, the
+One writer for every float map the package saves — the slide heatmaps of :mod:`napari_patchdx.inference`, the
 X-ray CAMs and the napari writers of heatmap / CAM layers — so they all open the same way in napari, QuPath or
 Fiji: float32, zlib-compressed, tiled when large, with NaN-aware half-size levels as SubIFDs, and the physical
 pixel size in the OME metadata.

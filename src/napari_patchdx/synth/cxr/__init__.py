@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .._fsutil import atomic_write_bytes
-from ..errors import ConfigError, InputFileError
+from ..._fsutil import atomic_write_bytes
+from ...errors import ConfigError, InputFileError
 
 __all__ = [
     "CXR_CLASSES",
@@ -1401,7 +1401,7 @@ def make_cxr_cohort(
     strength = _check_contrast(contrast)
     root = Path(out_dir)
     params = {
-        "generator": "napari_patchdx.data.synth_cxr",
+        "generator": "napari_patchdx.synth.cxr",
         "format": 2,
         "n": n,
         "seed": seed,
