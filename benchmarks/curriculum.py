@@ -26,13 +26,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from napari_patchdx.evaluation import multilabel_auroc
-from napari_patchdx.models import load_checkpoint
+from napari_patchdx.evaluation.xray_metrics import multilabel_auroc
+from napari_patchdx.models.checkpoint import load_checkpoint
 from napari_patchdx.progress import run_job
-from napari_patchdx.sampling.balanced import assign_splits
-from napari_patchdx.synth.cxr import CXR_CLASSES, make_cxr_cohort
-from napari_patchdx.training import TrainConfig, TrainData, WholeImageDataset, train_job
-from napari_patchdx.transforms import cxr_eval_transforms
+from napari_patchdx.sampling.splits import assign_splits
+from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
+from napari_patchdx.synth.cxr.data_model import CXR_CLASSES
+from napari_patchdx.training.config import TrainConfig
+from napari_patchdx.training.datasets import WholeImageDataset
+from napari_patchdx.training.inputs import TrainData
+from napari_patchdx.training.job import train_job
+from napari_patchdx.transforms.compose import cxr_eval_transforms
 
 
 def _test_auroc(checkpoint: Path, root: Path, table: pd.DataFrame, size: int) -> dict[str, float]:

@@ -46,13 +46,20 @@ import numpy as np
 import torch
 
 from napari_patchdx.geometry import Grid
-from napari_patchdx.inference import iter_slide_patches, predict_patches, slide_heatmap_job
-from napari_patchdx.io.slides import TiffSlide, open_slide
-from napari_patchdx.models import PatchdxNet, build_model, count_parameters
+from napari_patchdx.inference.ensemble import predict_patches
+from napari_patchdx.inference.heatmaps import slide_heatmap_job
+from napari_patchdx.inference.patch_stream import iter_slide_patches
+from napari_patchdx.io.slides.open import open_slide
+from napari_patchdx.io.slides.tiff import TiffSlide
+from napari_patchdx.models.factory import build_model
+from napari_patchdx.models.nets import PatchdxNet, count_parameters
 from napari_patchdx.progress import Progress
-from napari_patchdx.sampling.balanced import PatchGeometry, SlideSource, grid_table
-from napari_patchdx.sampling.tissue import TissueMask, detect_tissue
-from napari_patchdx.synth.wsi import make_slide
+from napari_patchdx.sampling.grid import grid_table
+from napari_patchdx.sampling.patches import PatchGeometry
+from napari_patchdx.sampling.sources import SlideSource
+from napari_patchdx.sampling.tissue import detect_tissue
+from napari_patchdx.sampling.tissue_mask import TissueMask
+from napari_patchdx.synth.wsi.slide import make_slide
 
 PATCH, STRIDE, BATCH = 299, 128, 32
 META = {

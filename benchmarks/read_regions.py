@@ -16,9 +16,10 @@ import numpy as np
 import openslide
 import psutil
 
-from napari_patchdx.io.slides import TiffSlide, open_slide
+from napari_patchdx.io.slides.open import open_slide
+from napari_patchdx.io.slides.tiff import TiffSlide
 from napari_patchdx.layerdata import slide_file_layers
-from napari_patchdx.synth.wsi import make_slide
+from napari_patchdx.synth.wsi.slide import make_slide
 
 
 def _time_reads(read, positions: np.ndarray) -> float:

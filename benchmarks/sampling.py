@@ -19,10 +19,13 @@ import numpy as np
 import openslide
 from torch.utils.data import DataLoader
 
-from napari_patchdx.sampling.balanced import BalancedSampler, PatchGeometry, SlideSource
+from napari_patchdx.sampling.balanced import BalancedSampler
 from napari_patchdx.sampling.datasets import PatchTableDataset
-from napari_patchdx.synth.wsi import make_slide, make_wsi_cohort
-from napari_patchdx.transforms import slide_train_transforms
+from napari_patchdx.sampling.patches import PatchGeometry
+from napari_patchdx.sampling.sources import SlideSource
+from napari_patchdx.synth.wsi.cohort import make_wsi_cohort
+from napari_patchdx.synth.wsi.slide import make_slide
+from napari_patchdx.transforms.compose import slide_train_transforms
 
 
 def _loader_rate(table, transforms, workers: int, batch: int = 64) -> float:

@@ -23,11 +23,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from napari_patchdx.models import build_model, count_parameters
-from napari_patchdx.sampling.balanced import BalancedSampler, PatchGeometry, SlideSource
+from napari_patchdx.models.factory import build_model
+from napari_patchdx.models.nets import count_parameters
+from napari_patchdx.sampling.balanced import BalancedSampler
 from napari_patchdx.sampling.datasets import PatchTableDataset, to_float
-from napari_patchdx.synth.wsi import make_wsi_cohort
-from napari_patchdx.transforms import slide_train_transforms
+from napari_patchdx.sampling.patches import PatchGeometry
+from napari_patchdx.sampling.sources import SlideSource
+from napari_patchdx.synth.wsi.cohort import make_wsi_cohort
+from napari_patchdx.transforms.compose import slide_train_transforms
 
 
 def _step(model, optimizer, loss_fn, x, y, device, amp: bool) -> None:

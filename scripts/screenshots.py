@@ -268,7 +268,7 @@ def _train_widget_slides(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     slide (whose tissue holds both classes: the validation patches are drawn by the balanced sampler)."""
     import itertools
 
-    from napari_patchdx.sampling.balanced import assign_splits
+    from napari_patchdx.sampling.splits import assign_splits
 
     for k in range(len(rows), 1, -1):
         for chosen in itertools.combinations(rows, k):

@@ -68,7 +68,7 @@ def ihc_slide(tmp_path_factory: pytest.TempPathFactory, ihc_image: np.ndarray) -
 @pytest.fixture(scope="session")
 def wsi_cohort(tmp_path_factory: pytest.TempPathFactory):
     """Two tumour slides and one normal slide, 3072 x 3072 px at 0.5 um/px, with ASAP XML ground truth."""
-    from napari_patchdx.synth.wsi import make_wsi_cohort
+    from napari_patchdx.synth.wsi.cohort import make_wsi_cohort
 
     return make_wsi_cohort(
         tmp_path_factory.mktemp("wsi"), n_tumor=2, n_normal=1, seed=3, height=3072, width=3072, mpp=0.5
@@ -78,7 +78,7 @@ def wsi_cohort(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def large_slide(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 100,000 x 100,000 px mostly-background synthetic slide (0.25 um/px)."""
-    from napari_patchdx.synth.wsi import make_slide
+    from napari_patchdx.synth.wsi.slide import make_slide
 
     path = tmp_path_factory.mktemp("large") / "large.tif"
     make_slide(path, height=100_000, width=100_000, mpp=0.25, seed=5, tissue_fraction=0.002)

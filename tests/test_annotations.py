@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -10,22 +11,13 @@ import numpy as np
 import pytest
 
 from napari_patchdx import InputFileError
-from napari_patchdx.io import annotations as ann_mod
-from napari_patchdx.io.annotations import (
-    EXCLUSION,
-    TUMOR,
-    AnnotationSet,
-    Region,
-    canonical_label,
-    fill_polygon,
-    from_layer_data,
-    points_in_polygon,
-    polygon_area,
-    read_annotations,
-    to_layer_data,
-    write_asap_xml,
-    write_geojson,
-)
+from napari_patchdx.io.annotations.asap import write_asap_xml
+from napari_patchdx.io.annotations.geojson import write_geojson
+from napari_patchdx.io.annotations.model import EXCLUSION, TUMOR, AnnotationSet, Region, canonical_label
+from napari_patchdx.io.annotations.polygon import points_in_polygon, points_in_ring, polygon_area
+from napari_patchdx.io.annotations.raster import fill_polygon
+from napari_patchdx.io.annotations.read import read_annotations
+from napari_patchdx.layerdata.shapes import from_layer_data, to_layer_data
 
 CAMELYON_XML = """<?xml version="1.0"?>
 <ASAP_Annotations>
@@ -403,7 +395,7 @@ def test_rasterized_area_matches_polygon_area() -> None:
     # A pixel is set exactly when its centre is inside: compare against an independent point test.
     ii, jj = np.mgrid[0:350:3, 0:325:3]
     centres = np.c_[(ii.ravel() + 0.5) * 4, (jj.ravel() + 0.5) * 4]
-    inside = ann_mod._points_in_ring(centres, ring).reshape(ii.shape)
+    inside = points_in_ring(centres, ring).reshape(ii.shape)
     assert inside.sum() > 1000
     assert (inside != coarse[::3, ::3]).sum() <= 1  # only centres lying exactly on an edge may differ
 
@@ -615,7 +607,8 @@ def test_failed_write_keeps_existing_target(tmp_path: Path, monkeypatch: pytest.
     target = tmp_path / "keep.out"
     target.write_bytes(b"precious")
     ann = AnnotationSet([Region(OUTER), Region(HOLE), Region(PART_A)])
-    real = ann_mod._ring_xy
+    writer_module = sys.modules[writer.__module__]  # each writer holds its own reference to ring_xy
+    real = writer_module.ring_xy
     calls = {"n": 0}
 
     def failing(ring: np.ndarray) -> list[list[float]]:
@@ -624,7 +617,7 @@ def test_failed_write_keeps_existing_target(tmp_path: Path, monkeypatch: pytest.
             raise OSError("disk full")
         return real(ring)
 
-    monkeypatch.setattr(ann_mod, "_ring_xy", failing)
+    monkeypatch.setattr(writer_module, "ring_xy", failing)
     with pytest.raises(OSError, match="disk full"):
         writer(ann, target)
     assert calls["n"] == 2  # it failed mid-way, after writing part of the file

@@ -19,6 +19,7 @@ from skimage import color as skcolor
 
 from napari_patchdx import transforms as A
 from napari_patchdx.errors import ConfigError
+from napari_patchdx.transforms import colour
 
 # ----------------------------------------------------------------------------------------------- helpers
 
@@ -455,7 +456,7 @@ def test_color_jitter_blocks_do_not_change_the_result(monkeypatch: pytest.Monkey
     params = [jitter.sample_params(np.random.default_rng(s)) for s in range(6)]
     params.append(A.ColorJitterParams(0.2, 1.2, 0.03, 1.5, order=("saturation", "contrast", "hue", "brightness")))
     whole = [jitter.apply(x, p) for p in params]
-    monkeypatch.setattr(A, "_BLOCK", 64)  # 2 rows per block, a short last block
+    monkeypatch.setattr(colour, "_BLOCK", 64)  # 2 rows per block, a short last block
     for p, expected in zip(params, whole, strict=True):
         np.testing.assert_allclose(jitter.apply(x, p), expected, atol=1e-5)  # only the mean's summation order moves
         np.testing.assert_allclose(jitter.apply(A.orient(x, 3), p), A.orient(expected, 3), atol=1e-5)

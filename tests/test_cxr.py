@@ -22,7 +22,7 @@ from pydicom.uid import (
 )
 
 from napari_patchdx import InputFileError, read_cxr
-from napari_patchdx.io.cxr import CxrImage, detect_format
+from napari_patchdx.io.cxr.read import CxrImage, detect_format
 
 ROWS, COLS = 96, 128  # not square, so a transposed image cannot pass
 

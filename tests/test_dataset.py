@@ -12,9 +12,11 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from napari_patchdx import open_slide
-from napari_patchdx.sampling.balanced import BalancedSampler, PatchGeometry, SlideSource
+from napari_patchdx.sampling.balanced import BalancedSampler
 from napari_patchdx.sampling.datasets import BalancedPatchStream, PatchTableDataset, export_patch_images, to_float
-from napari_patchdx.transforms import slide_train_transforms
+from napari_patchdx.sampling.patches import PatchGeometry
+from napari_patchdx.sampling.sources import SlideSource
+from napari_patchdx.transforms.compose import slide_train_transforms
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +81,10 @@ def test_export_patch_images(tmp_path: Path, sampler: BalancedSampler) -> None:
 
 
 def test_cxr_patches_are_float_gray(tmp_path: Path) -> None:
-    from napari_patchdx.io.cxr import read_cxr
-    from napari_patchdx.sampling.balanced import CxrLesionSampler, load_cxr_cohort
-    from napari_patchdx.synth.cxr import make_cxr_cohort
-    from napari_patchdx.transforms import cxr_train_transforms
+    from napari_patchdx.io.cxr.read import read_cxr
+    from napari_patchdx.sampling.cxr_lesions import CxrLesionSampler, load_cxr_cohort
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
+    from napari_patchdx.transforms.compose import cxr_train_transforms
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=4, seed=2, size=256, dicom=False)
     table = CxrLesionSampler(load_cxr_cohort(cohort.root), patch_size=64, working_size=256).table(6)

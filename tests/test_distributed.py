@@ -24,12 +24,16 @@ import torch
 from distributed import KilledWorker, WorkerPlugin
 
 from napari_patchdx import distributed as pd_distributed
-from napari_patchdx.distributed import heatmaps_job, map_job, worker_device
+from napari_patchdx.distributed import map_job, worker_device
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.inference import heatmap_paths, read_heatmap
-from napari_patchdx.models import build_model, save_checkpoint
-from napari_patchdx.progress import Job, Progress, run_job
-from napari_patchdx.synth.wsi import make_slide
+from napari_patchdx.inference import distributed_heatmaps
+from napari_patchdx.inference.distributed_heatmaps import heatmaps_job
+from napari_patchdx.inference.heatmap_files import read_heatmap
+from napari_patchdx.io.names import heatmap_paths
+from napari_patchdx.models.checkpoint import save_checkpoint
+from napari_patchdx.models.factory import build_model
+from napari_patchdx.progress import SCALE, ItemReport, Job, Progress, run_job
+from napari_patchdx.synth.wsi.slide import make_slide
 
 # cells of 128 px (4 patches of 32 px apart), 8 x 8 cells per 1024 px slide, bands of 2 cell rows: 4 bands a slide
 SETTINGS = {"tta": False, "stride": 128, "band_rows": 2, "batch_size": 16}
@@ -98,15 +102,23 @@ def _assert_equal_heatmaps(got, expected) -> None:
         assert grid == b.grid and np.array_equal(on_disk, b.heatmap, equal_nan=True)
 
 
+def _finished(reports: list[Progress]) -> list[Progress]:
+    return [r for r in reports if isinstance(r.partial, ItemReport) and r.partial.kind in ("done", "failed")]
+
+
 def test_serial_run_forwards_each_slides_progress(cohort):
     reports, slides = cohort["reports"], cohort["slides"]
-    finished = [r for r in reports if r.partial is not None]
-    assert [r.done for r in finished] == [1, 2, 3, 4] and {r.total for r in reports} == {4}
-    assert [r.partial[0] for r in finished] == [0, 1, 2, 3]
-    assert [r.partial[1] for r in finished] == cohort["serial"]
+    finished = _finished(reports)
+    assert [r.fraction for r in finished] == [0.25, 0.5, 0.75, 1.0] and {r.total for r in reports} == {SCALE}
+    assert [r.partial.index for r in finished] == [0, 1, 2, 3]
+    assert [r.partial.value for r in finished] == cohort["serial"]
     for i, slide in enumerate(slides):  # the slide's own reports (tissue, bands), before it is counted as done
         forwarded = [r for r in reports if r.message.startswith(f"[{i + 1}/4] {slide.name}: ")]
-        assert len(forwarded) >= 4 and all(r.done == i for r in forwarded)
+        assert len(forwarded) >= 4 and all(i / 4 <= r.fraction <= (i + 1) / 4 for r in forwarded)
+        rows = [r.partial for r in forwarded if isinstance(r.partial, ItemReport)]
+        # the slide's heatmap rows are passed on (for a live layer), tagged with the slide's index
+        assert rows and all(p.kind == "partial" and p.index == i for p in rows)
+        assert np.isfinite(np.concatenate([p.value.block for p in rows])).any()
 
 
 def test_four_slides_on_two_worker_processes_equal_the_serial_run(cohort, cluster, tmp_path):
@@ -117,13 +129,13 @@ def test_four_slides_on_two_worker_processes_equal_the_serial_run(cohort, cluste
     )
     _assert_equal_heatmaps(results, cohort["serial"])
     assert [r.path for r in results] == [heatmap_paths(tmp_path, s.stem)["final"] for s in cohort["slides"]]
-    finished = [r for r in reports if r.partial is not None]
+    finished = _finished(reports)
     assert [r.done for r in finished] == [1, 2, 3, 4]
-    assert sorted(r.partial[0] for r in finished) == [0, 1, 2, 3]
+    assert sorted(r.partial.index for r in finished) == [0, 1, 2, 3]
     for r in finished:
-        assert cohort["slides"][r.partial[0]].name in r.message
+        assert cohort["slides"][r.partial.index].name in r.message
     # both worker processes ran slides, each loading the checkpoint once into its cache
-    cached = client.run(lambda: len(pd_distributed._MODEL_CACHE))
+    cached = client.run(lambda: len(distributed_heatmaps._MODEL_CACHE))
     assert sorted(cached.values()) == [1, 1]
     assert not list(tmp_path.glob("*.partial.*"))
 
@@ -166,21 +178,21 @@ def _dying_job(real, victim: str, marker_dir: str, slide_path, models, out_dir, 
 
 
 class KillOnce(WorkerPlugin):
-    """Installs :func:`_dying_job` as ``napari_patchdx.inference.slide_heatmap_job`` in every worker, also in one
-    the nanny restarts after the kill."""
+    """Installs :func:`_dying_job` as ``napari_patchdx.inference.heatmaps.slide_heatmap_job`` in every worker, also
+    in one the nanny restarts after the kill."""
 
     def __init__(self, victim: str, marker_dir: str) -> None:
         self.victim = victim
         self.marker_dir = marker_dir
 
     def setup(self, worker) -> None:
-        import napari_patchdx.inference as infer
+        import napari_patchdx.inference.heatmaps as infer
 
         self.real = infer.slide_heatmap_job
         infer.slide_heatmap_job = functools.partial(_dying_job, self.real, self.victim, self.marker_dir)
 
     def teardown(self, worker) -> None:
-        import napari_patchdx.inference as infer
+        import napari_patchdx.inference.heatmaps as infer
 
         infer.slide_heatmap_job = self.real
 
@@ -321,14 +333,14 @@ def test_settings_are_checked_before_any_work(cohort, tmp_path):
 
 
 def test_each_worker_takes_its_own_gpu(monkeypatch):
-    import napari_patchdx.training as train
+    import napari_patchdx.devices as devices
 
     assert worker_device("cpu") == "cpu"
-    assert worker_device("auto") == str(train.resolve_device("auto"))  # outside a worker: CUDA, MPS, then CPU
+    assert worker_device("auto") == str(devices.resolve_device("auto"))  # outside a worker: CUDA, MPS, then CPU
     with pytest.raises(ConfigError, match="device"):
         worker_device("tpu")
     # four GPUs seen by worker processes named 0..5: worker i -> cuda:(i mod 4); an explicit index is kept
-    monkeypatch.setattr(train, "resolve_device", lambda device, **_: torch.device(device))
+    monkeypatch.setattr(devices, "resolve_device", lambda device, **_: torch.device(device))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     got = {}
     for name in (0, 1, 5, "tcp://10.0.0.2:4000-3"):

@@ -100,7 +100,7 @@ def test_cli_reference_has_every_subcommand_and_option(site: Path) -> None:
 
 
 def test_config_reference_has_every_key(site: Path) -> None:
-    from napari_patchdx.pipeline import config_reference
+    from napari_patchdx.pipeline.config import config_reference
 
     entries = config_reference()
     page = (site / "reference/config/index.html").read_text(encoding="utf-8")
@@ -146,7 +146,7 @@ def _yaml_blocks() -> list[tuple[str, str]]:
 def test_example_configurations_are_valid() -> None:
     """The run configurations shown in the documentation are accepted by the pipeline (snippets of sections are
     checked inside a minimal configuration)."""
-    from napari_patchdx.pipeline import RunConfig
+    from napari_patchdx.pipeline.config import RunConfig
 
     blocks = _yaml_blocks()
     assert len(blocks) >= 4

@@ -11,31 +11,25 @@ import pytest
 
 from napari_patchdx import cli
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.evaluation import (
-    PointsTable,
-    SlideInput,
-    _auc_rows,
-    _froc_curve,
-    _froc_score,
-    classify_points,
-    evaluate_cxr,
-    evaluate_slide_inputs,
-    evaluate_slides,
-    evaluation_mask,
-    froc,
-    froc_from_dirs,
-    lesion_points,
+from napari_patchdx.evaluation import froc
+from napari_patchdx.evaluation.froc import _froc_curve, _froc_score, classify_points
+from napari_patchdx.evaluation.froc_dirs import froc_from_dirs
+from napari_patchdx.evaluation.label_errors import suspected_label_errors
+from napari_patchdx.evaluation.masks import evaluation_mask
+from napari_patchdx.evaluation.nms import lesion_points
+from napari_patchdx.evaluation.points import PointsTable, read_camelyon_csv
+from napari_patchdx.evaluation.roc import auc_rows, roc_auc_ci, slide_score
+from napari_patchdx.evaluation.slide_files import evaluate_slides
+from napari_patchdx.evaluation.slides import SlideInput, evaluate_slide_inputs
+from napari_patchdx.evaluation.xray_metrics import (
     multilabel_auroc,
     pointing_game,
-    read_camelyon_csv,
-    roc_auc_ci,
     sensitivity_specificity,
-    slide_score,
-    suspected_label_errors,
     youden_thresholds,
 )
+from napari_patchdx.evaluation.xrays import evaluate_cxr
 from napari_patchdx.geometry import Grid
-from napari_patchdx.io.annotations import EXCLUSION, TUMOR, AnnotationSet, Region
+from napari_patchdx.io.annotations.model import EXCLUSION, TUMOR, AnnotationSet, Region
 
 MPP = 0.243  # CAMELYON16 protocol: level 5 (downsample 32), growth threshold 4.82 px, ITC below 35.36 px
 
@@ -382,7 +376,7 @@ def test_froc_score_interpolation_official_style() -> None:
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory: pytest.TempPathFactory):
-    from napari_patchdx.synth.wsi import make_wsi_cohort
+    from napari_patchdx.synth.wsi.cohort import make_wsi_cohort
 
     return make_wsi_cohort(
         tmp_path_factory.mktemp("froc"), n_tumor=1, n_normal=1, height=2048, width=2048, mpp=1.0, seed=3
@@ -487,7 +481,7 @@ def test_roc_auc_ci() -> None:
     rng = np.random.default_rng(2)
     s = np.round(rng.random((6, 25)), 1)  # many ties
     y = rng.random((6, 25)) > 0.5
-    np.testing.assert_allclose(_auc_rows(s, y), [roc_auc_score(y[i], s[i]) for i in range(6)])
+    np.testing.assert_allclose(auc_rows(s, y), [roc_auc_score(y[i], s[i]) for i in range(6)])
 
 
 def test_multilabel_auroc_youden_and_sensitivity_specificity() -> None:
@@ -575,8 +569,8 @@ SLIDE_MPP = 1.0  # um/px: level 5 = 32 um cells, growth < 1.17 px, ITC below 8.5
 def _write_heatmap(folder: Path, stem: str, heat: np.ndarray, grid: Grid, slide: Path) -> Path:
     """A heatmap as infer.py writes it: float32 OME-TIFF + sidecar with its grid."""
     from napari_patchdx._fsutil import atomic_write_text
-    from napari_patchdx.inference import HEATMAP_FORMAT, heatmap_paths
     from napari_patchdx.io.float_maps import write_float_image
+    from napari_patchdx.io.names import HEATMAP_FORMAT, heatmap_paths
 
     paths = heatmap_paths(folder, stem)
     folder.mkdir(parents=True, exist_ok=True)
@@ -595,7 +589,7 @@ def build_slide_case(root: Path) -> dict:
     not suppressed by the 1.46-cell radius). normal_a (1960 x 2048: the last cell row overhangs the slide): one
     hot cell (15, 7) 0.55 whose centre y = 1984 lies off the slide. normal_b (2048 x 2048): (10, 4) 0.95.
     """
-    from napari_patchdx.io.annotations import write_asap_xml
+    from napari_patchdx.io.annotations.asap import write_asap_xml
 
     from .conftest import write_pyramid
 
@@ -778,7 +772,7 @@ def build_cxr_case(root: Path, name: str = "infer", scores: np.ndarray = CXR_SCO
     """
     from PIL import Image
 
-    from napari_patchdx.inference import CxrPrediction, save_cxr_prediction
+    from napari_patchdx.inference.xray import CxrPrediction, save_cxr_prediction
 
     cohort = root / "cohort"
     if not (cohort / "labels.csv").exists():
@@ -852,7 +846,7 @@ def test_evaluate_cxr_hand_computed(tmp_path: Path) -> None:
 
 
 def test_evaluate_cxr_bad_input(tmp_path: Path) -> None:
-    from napari_patchdx.inference import CxrPrediction, save_cxr_prediction
+    from napari_patchdx.inference.xray import CxrPrediction, save_cxr_prediction
 
     cohort, infer = build_cxr_case(tmp_path)
     out = tmp_path / "o"
@@ -894,7 +888,7 @@ def test_evaluate_cxr_bad_input(tmp_path: Path) -> None:
 def test_outcome_points_layer_and_layer_conversions() -> None:
     from matplotlib.colors import to_rgba
 
-    from napari_patchdx.evaluation import OUTCOME_COLORS
+    from napari_patchdx.evaluation.outcomes import OUTCOME_COLORS
     from napari_patchdx.geometry import napari_transform, vector_transform
     from napari_patchdx.layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 

@@ -10,7 +10,7 @@ import pytest
 from napari_patchdx import open_slide
 from napari_patchdx.geometry import level0_to_world
 from napari_patchdx.layerdata import slide_layer
-from napari_patchdx.sampling.balanced import read_patch_table
+from napari_patchdx.sampling.tables import read_patch_table
 
 pytestmark = pytest.mark.gui
 
@@ -117,7 +117,7 @@ def test_sample_patches_widget_stop(make_napari_viewer, qtbot, wsi_cohort) -> No
 
 def test_sample_patches_widget_on_cxr_folder(make_napari_viewer, qtbot, tmp_path) -> None:
     from napari_patchdx._napari.widgets import SamplePatchesWidget
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=6, seed=1, size=256, dicom=False)
     viewer = make_napari_viewer(show=True)
@@ -145,7 +145,7 @@ def test_sample_patches_widget_on_cxr_folder(make_napari_viewer, qtbot, tmp_path
 
 
 def test_lesion_points_layer(make_napari_viewer) -> None:
-    from napari_patchdx.evaluation import PointsTable
+    from napari_patchdx.evaluation.points import PointsTable
     from napari_patchdx.layerdata import points_layer
 
     points = PointsTable(y=np.array([100.5, 300.5, 50.5]), x=np.array([200.5, 40.5, 60.5]), probability=[0.6, 0.9, 0.3])
@@ -161,8 +161,8 @@ def test_lesion_points_layer(make_napari_viewer) -> None:
 
 def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp_path) -> None:
     from napari_patchdx._napari.widgets import TrainWidget
-    from napari_patchdx.models import load_checkpoint
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.models.checkpoint import load_checkpoint
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=12, seed=2, size=128, dicom=False)
     viewer = make_napari_viewer(show=True)

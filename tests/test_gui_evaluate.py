@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
-from napari_patchdx.evaluation import OUTCOME_COLORS
+from napari_patchdx.evaluation.outcomes import OUTCOME_COLORS
 from napari_patchdx.geometry import level0_to_world
 
 from .test_evaluate import SLIDE_MPP, build_cxr_case, build_slide_case
@@ -23,7 +23,8 @@ TUMOR_A_OUTCOMES = ["hit", "itc_ignored", "false_positive", "hit"]
 
 def _heatmap_layer(viewer, heat_dir: Path, stem: str, slide: Path):
     """A heatmap layer as the inference widget makes it: kind "heatmap", its grid, aligned by the grid."""
-    from napari_patchdx.inference import heatmap_paths, read_heatmap
+    from napari_patchdx.inference.heatmap_files import read_heatmap
+    from napari_patchdx.io.names import heatmap_paths
 
     heat, grid, _ = read_heatmap(heatmap_paths(heat_dir, stem)["final"])
     meta = {"patchdx": {"kind": "heatmap", "grid": grid.to_dict(), "mpp": grid.mpp, "slide": str(slide)}}

@@ -12,7 +12,8 @@ import torch
 
 from napari_patchdx.geometry import Grid
 from napari_patchdx.layerdata import heatmap_layer
-from napari_patchdx.models import build_model, save_checkpoint
+from napari_patchdx.models.checkpoint import save_checkpoint
+from napari_patchdx.models.factory import build_model
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -23,7 +24,7 @@ CXR_CLASSES = ["nodule", "consolidation", "interstitial_opacity", "pleural_effus
 @pytest.fixture(scope="module")
 def slides(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     """Two small synthetic slides (768 x 768 and 512 x 768 px at 1 um/px, 256 px JPEG tiles)."""
-    from napari_patchdx.synth.wsi import make_slide
+    from napari_patchdx.synth.wsi.slide import make_slide
 
     root = tmp_path_factory.mktemp("gui_infer")
     return [
@@ -58,7 +59,8 @@ def _run(widget, qtbot, timeout: int = 120_000) -> list:
 
 
 def test_widget_fills_aligned_heatmaps_live(make_napari_viewer, qtbot, slides, checkpoints, tmp_path) -> None:
-    from napari_patchdx._napari.infer_widget import InferenceWidget, _SlideDone
+    from napari_patchdx._napari.infer_widget import InferenceWidget
+    from napari_patchdx.inference.heatmaps import HeatmapResult
 
     viewer = make_napari_viewer(show=True)
     for path in slides:
@@ -82,11 +84,11 @@ def test_widget_fills_aligned_heatmaps_live(make_napari_viewer, qtbot, slides, c
     widget.out_dir.value = tmp_path / "infer"
     results = _run(widget, qtbot)
 
-    assert [type(r) for r in results] == [_SlideDone, _SlideDone], widget.runner.status.value
+    assert [type(r) for r in results] == [HeatmapResult, HeatmapResult], widget.runner.status.value
     assert at_insertion == {"first heatmap": True, "second heatmap": True}
     assert widget.runner.progress.value == 1000 and widget.summary.value == "2 slide heatmaps done"
     for index, (path, outcome) in enumerate(zip(slides, results, strict=True)):
-        result = outcome.result
+        result = outcome
         assert result.path == tmp_path / "infer" / f"{path.stem}.heatmap.ome.tif" and result.path.is_file()
         heat = viewer.layers[f"{path.stem} heatmap"]
         image = viewer.layers[path.stem]
@@ -106,9 +108,9 @@ def test_widget_fills_aligned_heatmaps_live(make_napari_viewer, qtbot, slides, c
             np.testing.assert_allclose(heat.data_to_world([r, c]), image.data_to_world(block_centre - 0.5))
 
     # a second run loads the finished heatmaps and replaces the layers instead of adding more
-    first = results[0].result.heatmap
+    first = results[0].heatmap
     results = _run(widget, qtbot)
-    assert [type(r) for r in results] == [_SlideDone, _SlideDone]
+    assert [type(r) for r in results] == [HeatmapResult, HeatmapResult]
     assert sum(layer.name.startswith("first heatmap") for layer in viewer.layers) == 1
     np.testing.assert_array_equal(viewer.layers["first heatmap"].data, first)
 
@@ -117,7 +119,7 @@ def test_live_heatmap_throttles_repaints(tmp_path) -> None:
     from napari.layers import Image
 
     from napari_patchdx._napari.infer_widget import LiveHeatmap
-    from napari_patchdx.inference import HeatmapResult
+    from napari_patchdx.inference.heatmaps import HeatmapResult
 
     grid = Grid((6, 4), (32.0, 32.0), (0.0, 0.0), 0.5)
     data, kwargs, _ = heatmap_layer(np.full((6, 4), np.nan, np.float32), grid)
@@ -142,8 +144,8 @@ def test_live_heatmap_throttles_repaints(tmp_path) -> None:
 
 def test_widget_shows_cams_per_class(make_napari_viewer, qtbot, checkpoints, tmp_path) -> None:
     from napari_patchdx._napari.infer_widget import InferenceWidget
-    from napari_patchdx.inference import read_cxr_prediction
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.inference.xray import read_cxr_prediction
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=2, seed=1, size=128, dicom=False)
     viewer = make_napari_viewer(show=True)
@@ -176,7 +178,7 @@ def test_widget_shows_cams_per_class(make_napari_viewer, qtbot, checkpoints, tmp
 
 
 def test_widget_errors_are_messages(make_napari_viewer, qtbot, slides, checkpoints, tmp_path) -> None:
-    from napari_patchdx._napari.infer_widget import InferenceWidget, _Failed
+    from napari_patchdx._napari.infer_widget import Failure, InferenceWidget
 
     viewer = make_napari_viewer(show=True)
     gone = tmp_path / "gone.tif"
@@ -208,7 +210,7 @@ def test_widget_errors_are_messages(make_napari_viewer, qtbot, slides, checkpoin
     widget.folder.value = None  # back to the chosen layers
     gone.unlink()  # the slide disappears after it was opened: the run reports it and ends cleanly
     results = _run(widget, qtbot)
-    assert len(results) == 1 and isinstance(results[0], _Failed) and "gone.tif" in results[0].message
+    assert len(results) == 1 and isinstance(results[0], Failure) and "gone.tif" in results[0].message
     assert widget.runner.status.value.startswith("error: ") and "gone.tif" in widget.runner.status.value
     assert widget.summary.value == "0 slide heatmaps done, 1 failed"
     assert "gone heatmap" not in viewer.layers
@@ -216,19 +218,21 @@ def test_widget_errors_are_messages(make_napari_viewer, qtbot, slides, checkpoin
 
 def test_stopping_a_slide_run_closes_the_slide_job(slides, checkpoints, tmp_path) -> None:
     """Stop (closing the job at a progress report) reaches the running slide job: its resumable store stays."""
-    from napari_patchdx._napari.infer_widget import _SlideRows, _SlideStart, slides_job
-    from napari_patchdx.inference import heatmap_paths
+    from napari_patchdx.inference.distributed_heatmaps import heatmaps_job
+    from napari_patchdx.inference.heatmaps import HeatmapRows
+    from napari_patchdx.io.names import heatmap_paths
+    from napari_patchdx.progress import ItemReport
 
-    job = slides_job(slides, [checkpoints["slide"]], tmp_path, tta=False, batch_size=64)
+    job = heatmaps_job(slides, [checkpoints["slide"]], tmp_path, tta=False, batch_size=64)
     seen = []
     for report in job:
-        seen.append(type(report.partial))
-        if isinstance(report.partial, _SlideRows):
+        seen.append(report.partial)
+        if isinstance(report.partial, ItemReport):
             break
     assert any(t.name.startswith("patchdx-") for t in threading.enumerate())  # the slide job's reader runs
     job.close()
     assert not [t.name for t in threading.enumerate() if t.name.startswith("patchdx-")]  # ... and was stopped
-    assert _SlideStart in seen and seen[-1] is _SlideRows
+    assert seen[-1].kind == "partial" and seen[-1].index == 0 and isinstance(seen[-1].value, HeatmapRows)
     paths = heatmap_paths(tmp_path, "first")
     assert paths["partial"].is_file() and paths["record"].is_file() and not paths["final"].exists()
     assert not heatmap_paths(tmp_path, "second")["partial"].exists()  # the next slide never started
@@ -236,16 +240,16 @@ def test_stopping_a_slide_run_closes_the_slide_job(slides, checkpoints, tmp_path
 
 def test_xray_files_get_their_spacing_and_source(checkpoints, tmp_path) -> None:
     """X-rays given as files (a folder run) are read once: CAM layers get the file's spacing, the sidecar its path."""
-    from napari_patchdx._napari.infer_widget import _Xray, _XrayDone, xrays_job
-    from napari_patchdx.inference import read_cxr_prediction
-    from napari_patchdx.io.cxr import read_cxr
+    from napari_patchdx.inference.xray import read_cxr_prediction
+    from napari_patchdx.inference.xray_job import XrayOutcome, predict_xrays_job
+    from napari_patchdx.io.cxr.read import read_cxr
     from napari_patchdx.progress import run_job
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=1, seed=3, size=96, dicom=False)
     png = cohort.png_path(cohort.images[0])
-    [outcome] = run_job(xrays_job([_Xray(png.name, png, png.stem, None)], checkpoints["cxr"], tmp_path / "out"))
-    assert isinstance(outcome, _XrayDone)
-    assert outcome.item.spacing == read_cxr(png).spacing is not None
+    [outcome] = run_job(predict_xrays_job([png], checkpoints["cxr"], tmp_path / "out"))
+    assert isinstance(outcome, XrayOutcome)
+    assert outcome.input.spacing == read_cxr(png).spacing is not None
     saved = read_cxr_prediction(outcome.path)
     assert saved.source == png and saved.cams.shape == (len(CXR_CLASSES), *read_cxr(png).image.shape)

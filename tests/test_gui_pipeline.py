@@ -14,7 +14,7 @@ pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_torch_thread")]
 @pytest.fixture(scope="module")
 def saved_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny chest X-ray cohort and a YAML configuration beside it (relative input path), no run folder."""
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     root = tmp_path_factory.mktemp("gui_pipeline")
     make_cxr_cohort(root / "cohort", n=12, seed=4, size=64, dicom=False)
@@ -80,13 +80,19 @@ def test_pipeline_widget_runs_a_saved_config_stops_resumes_and_loads_layers(
     assert set(widget.result.stages.values()) == {"skipped"}
     assert len(viewer.layers) == len(kinds)
 
-    # run(..., viewer=) from the napari console adds the same layers
+    # from the napari console: run() (headless, no viewer in the core), then the run's layers into the viewer
     from napari_patchdx import run
+    from napari_patchdx._napari.viewer import add_run_layers
 
     viewer.layers.clear()
-    again = run(saved_config, run_dir=tmp_path / "run", viewer=viewer)
+    again = run(saved_config, run_dir=tmp_path / "run")
     assert set(again.stages.values()) == {"skipped"}
-    assert [layer.metadata["patchdx"]["kind"] for layer in viewer.layers] == kinds
+    added = add_run_layers(viewer, again)
+    assert (
+        [layer.metadata["patchdx"]["kind"] for layer in viewer.layers]
+        == kinds
+        == [layer.metadata["patchdx"]["kind"] for layer in added]
+    )
 
     # a bad configuration is reported at once, before any work
     bad = tmp_path / "bad.yaml"

@@ -16,22 +16,25 @@ from torch import nn
 
 from napari_patchdx.errors import ConfigError
 from napari_patchdx.geometry import Grid, level0_to_world
-from napari_patchdx.inference import (
-    cxr_predict,
-    heatmap_paths,
-    iter_slide_patches,
-    predict_patches,
-    read_heatmap,
-    slide_heatmap_job,
-)
-from napari_patchdx.io.slides import TiffSlide, open_slide
-from napari_patchdx.models import PatchdxNet, build_model
+from napari_patchdx.inference.ensemble import predict_patches
+from napari_patchdx.inference.heatmap_files import read_heatmap
+from napari_patchdx.inference.heatmaps import slide_heatmap_job
+from napari_patchdx.inference.patch_stream import iter_slide_patches
+from napari_patchdx.inference.xray import cxr_predict
+from napari_patchdx.io.names import heatmap_paths
+from napari_patchdx.io.slides.open import open_slide
+from napari_patchdx.io.slides.tiff import TiffSlide
+from napari_patchdx.models.factory import build_model
+from napari_patchdx.models.nets import PatchdxNet
 from napari_patchdx.progress import run_job
-from napari_patchdx.sampling.balanced import PatchGeometry, SlideSource, grid_table
 from napari_patchdx.sampling.datasets import resize_patch
-from napari_patchdx.sampling.tissue import TissueMask, detect_tissue
-from napari_patchdx.synth.wsi import make_slide
-from napari_patchdx.transforms import ORIENTATIONS, orient_torch
+from napari_patchdx.sampling.grid import grid_table
+from napari_patchdx.sampling.patches import PatchGeometry
+from napari_patchdx.sampling.sources import SlideSource
+from napari_patchdx.sampling.tissue import detect_tissue
+from napari_patchdx.sampling.tissue_mask import TissueMask
+from napari_patchdx.synth.wsi.slide import make_slide
+from napari_patchdx.transforms.orientation import ORIENTATIONS, orient_torch
 
 from .conftest import write_pyramid
 
@@ -208,7 +211,7 @@ def test_resume_after_interruption(synth, tmp_path):
     model = Projection()
     job = slide_heatmap_job(path, (model, META), tmp_path / "b", tissue=tissue, band_rows=8)
     for report in job:
-        if report.partial is not None and np.isfinite(report.partial[1]).any():
+        if report.partial is not None and np.isfinite(report.partial.block).any():
             break
     job.close()  # interrupted after the first band with tissue
     assert not [t for t in threading.enumerate() if t.name.startswith("patchdx-")]  # reader and writer stopped
@@ -328,13 +331,13 @@ def test_cxr_predict_reads_files(tmp_path):
 
 
 def test_large_heatmap_is_written_pyramidal(tmp_path):
-    from napari_patchdx.inference import _write_heatmap
+    from napari_patchdx.inference.heatmap_files import write_heatmap
 
     heatmap = np.random.default_rng(0).random((2500, 300)).astype(np.float32)
     heatmap[:100] = np.nan
     grid = Grid(heatmap.shape, (128.0, 128.0), (0.0, 0.0), 0.25)
     path = tmp_path / "big.heatmap.ome.tif"
-    _write_heatmap(path, heatmap, grid)
+    write_heatmap(path, heatmap, grid)
     (tmp_path / "big.heatmap.json").write_text(json.dumps({"grid": grid.to_dict()}))
     with tifffile.TiffFile(path) as tif:
         assert tif.is_ome and len(tif.series[0].levels) == 2
@@ -347,7 +350,7 @@ def test_large_heatmap_is_written_pyramidal(tmp_path):
 
 def test_cxr_prediction_round_trips_through_ome_tiff(tmp_path):
     from napari_patchdx.errors import InputFileError
-    from napari_patchdx.inference import CxrPrediction, read_cxr_prediction, save_cxr_prediction
+    from napari_patchdx.inference.xray import CxrPrediction, read_cxr_prediction, save_cxr_prediction
 
     rng = np.random.default_rng(3)
     cams = rng.normal(size=(2, 40, 30)).astype(np.float32)
@@ -492,7 +495,7 @@ def test_channels_last_and_gpu_feeding_path_on_cpu(synth, tmp_path, monkeypatch)
     """Channels-last input (patches cut as NHWC, the default), plain NCHW input, and the CUDA way of feeding the
     model — two batches in flight before a result is collected, parallel cutting — give the same heatmap; checked
     on CPU, where CI runs."""
-    import napari_patchdx.inference as infer
+    import napari_patchdx.inference.heatmaps as infer
 
     path, tissue = synth
     plain = run_job(
@@ -521,7 +524,7 @@ def test_channels_last_and_gpu_feeding_path_on_cpu(synth, tmp_path, monkeypatch)
 def test_read_heatmap_finds_its_sidecar_for_both_suffixes(tmp_path):
     from napari_patchdx.errors import InputFileError
     from napari_patchdx.geometry import Grid
-    from napari_patchdx.inference import read_heatmap
+    from napari_patchdx.inference.heatmap_files import read_heatmap
     from napari_patchdx.io.float_maps import write_float_image
 
     heat = np.array([[0.1, np.nan], [0.9, 0.5]], np.float32)

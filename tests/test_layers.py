@@ -10,8 +10,9 @@ import pytest
 
 from napari_patchdx.errors import InputFileError
 from napari_patchdx.geometry import Grid, level0_to_world
-from napari_patchdx.io.detect import detect_kind, float_map_kind, float_map_sidecar
+from napari_patchdx.io.detect import detect_kind, float_map_kind
 from napari_patchdx.io.float_maps import write_float_image
+from napari_patchdx.io.names import float_map_sidecar
 from napari_patchdx.layerdata import cam_file_layers, cam_layers, heatmap_file_layers, heatmap_layer, layers_for_paths
 
 
@@ -130,10 +131,11 @@ def test_broken_float_maps_are_named_errors(tmp_path: Path) -> None:
 
 
 def test_cam_file_from_infer_opens_aligned_to_its_xray(tmp_path: Path) -> None:
-    from napari_patchdx.inference import CAM_FORMAT, HEATMAP_FORMAT, CxrPrediction, save_cxr_prediction
+    from napari_patchdx.inference.xray import CxrPrediction, save_cxr_prediction
     from napari_patchdx.io import detect
+    from napari_patchdx.io.names import CAM_FORMAT, HEATMAP_FORMAT
     from napari_patchdx.layerdata import cxr_file_layers
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     assert (detect.HEATMAP_FORMAT, detect.CAM_FORMAT) == (HEATMAP_FORMAT, CAM_FORMAT)  # one format, two modules
     cohort = make_cxr_cohort(tmp_path / "cxr", n=1, seed=4, size=96, dicom=False)

@@ -14,19 +14,17 @@ import torch
 import torchvision
 from safetensors.torch import load_file, save_file
 
-from napari_patchdx import models
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.models import (
-    ARCHITECTURES,
+from napari_patchdx.models import checkpoint as checkpoint_module
+from napari_patchdx.models.checkpoint import (
     CHECKPOINT_FORMAT,
-    PatchdxNet,
-    build_model,
     check_compatible,
-    count_parameters,
     load_checkpoint,
     read_checkpoint_meta,
     save_checkpoint,
 )
+from napari_patchdx.models.factory import build_model
+from napari_patchdx.models.nets import ARCHITECTURES, PatchdxNet, count_parameters
 
 # tiny models: one intra-op thread (see conftest.one_torch_thread)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -224,7 +222,7 @@ def test_checkpoint_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         path.write_text(text[: len(text) // 2])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(models, "_write_sidecar_text", failing_write)
+    monkeypatch.setattr(checkpoint_module, "_write_sidecar_text", failing_write)
     second = _perturb(build_model("small", 1), seed=4)
     with pytest.raises(OSError, match="No space left"):
         save_checkpoint(tmp_path / "ckpt", second, _meta(["tumor"]))

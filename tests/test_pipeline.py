@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_patchdx import pipeline
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.inference import read_heatmap
-from napari_patchdx.pipeline import STAGES, RunConfig, config_reference, run, run_job
+from napari_patchdx.inference.heatmap_files import read_heatmap
+from napari_patchdx.pipeline import stages as pipeline_stages
+from napari_patchdx.pipeline.config import RunConfig, config_reference
+from napari_patchdx.pipeline.runner import run, run_job
+from napari_patchdx.pipeline.stages import STAGES
 from napari_patchdx.progress import run_job as drive
-from napari_patchdx.sampling.balanced import read_patch_table
+from napari_patchdx.sampling.tables import read_patch_table
 
 # tiny models: one intra-op thread (see conftest.one_torch_thread)
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -48,7 +50,7 @@ CXR_TRAIN = {
 @pytest.fixture(scope="module")
 def slides_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three tumour slides (ASAP XML beside them) and one normal slide, 1536 x 1536 px at 1 um/px."""
-    from napari_patchdx.synth.wsi import make_wsi_cohort
+    from napari_patchdx.synth.wsi.cohort import make_wsi_cohort
 
     root = tmp_path_factory.mktemp("pipeline_wsi")
     make_wsi_cohort(root, n_tumor=3, n_normal=1, seed=1, height=1536, width=1536, mpp=1.0)
@@ -58,7 +60,7 @@ def slides_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def cxr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Twelve 64 x 64 synthetic chest X-rays with lesion masks (PNG only)."""
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     root = tmp_path_factory.mktemp("pipeline_cxr")
     make_cxr_cohort(root, n=12, seed=4, size=64, dicom=False)
@@ -194,13 +196,13 @@ def test_config_reference_covers_every_key() -> None:
 
 def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[int]:
     calls: list[int] = []
-    original = getattr(pipeline, name)
+    original = getattr(pipeline_stages, name)
 
     def wrapper(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, name, wrapper)
+    monkeypatch.setattr(pipeline_stages, name, wrapper)
     return calls
 
 
@@ -227,7 +229,7 @@ def test_slides_end_to_end_skip_rerun_infer_and_repeat(
 
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seed"] == 0 and manifest["config"]["train"]["epochs"] == 1
-    assert {"torch", "numpy", "napari_patchdx"} <= set(manifest["versions"])
+    assert {"torch", "numpy", "napari-patchdx"} <= set(manifest["versions"])
     assert manifest["device"]["resolved"] == "cpu"
     assert len(manifest["inputs"]) == 7  # 4 slides + 3 XML
     assert all(len(r["sha256"]) == 64 and r["size"] > 0 for r in manifest["inputs"])
@@ -344,7 +346,7 @@ def test_stage_needs_the_previous_one_and_interrupt_leaves_nothing_half_done(
         def table(self, n: int, start: int = 0):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "CxrLesionSampler", Interrupt)
+    monkeypatch.setattr(pipeline_stages, "CxrLesionSampler", Interrupt)
     with pytest.raises(KeyboardInterrupt):
         drive(run_job(cxr_config(cxr_dir, run_dir, sample={"n": 100})))
     manifest = json.loads((run_dir / "manifest.json").read_text())

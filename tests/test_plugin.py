@@ -160,9 +160,9 @@ class _DarkCentre(torch.nn.Module):
 @pytest.fixture(scope="module")
 def heatmap_file(tmp_path_factory: pytest.TempPathFactory):
     """A heatmap written by infer.slide_heatmap_job for a small synthetic slide (with NaN outside tissue)."""
-    from napari_patchdx.inference import slide_heatmap_job
+    from napari_patchdx.inference.heatmaps import slide_heatmap_job
     from napari_patchdx.progress import run_job
-    from napari_patchdx.synth.wsi import make_slide
+    from napari_patchdx.synth.wsi.slide import make_slide
 
     root = tmp_path_factory.mktemp("heat")
     slide = make_slide(root / "tiny.tif", height=1024, width=1024, mpp=1.0, seed=2, tile=256, tumor=False)
@@ -223,7 +223,7 @@ def test_moved_heatmap_layer_is_saved_where_it_is_shown(heatmap_file, tmp_path: 
 
 
 def test_cam_writer_round_trip_through_npe2(tmp_path: Path) -> None:
-    from napari_patchdx.inference import CxrPrediction
+    from napari_patchdx.inference.xray import CxrPrediction
     from napari_patchdx.layerdata import cam_layers
 
     cams = np.random.default_rng(5).normal(size=(2, 30, 20)).astype(np.float32)

@@ -7,12 +7,12 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from napari_patchdx.errors import ConfigError, InputFileError
-from napari_patchdx.evaluation import evaluate_cxr, evaluate_slides
-from napari_patchdx.reporting import build_report
+from napari_patchdx.evaluation.slide_files import evaluate_slides
+from napari_patchdx.evaluation.xrays import evaluate_cxr
+from napari_patchdx.reporting.build import build_report
 
 from .test_evaluate import CXR_SCORES, build_cxr_case, build_slide_case
 
@@ -159,18 +159,38 @@ def test_report_escapes_every_piece_of_user_text(runs: dict[str, Path], tmp_path
 
 
 def test_report_notes_missing_parts_and_rejects_bad_runs(tmp_path: Path) -> None:
+    not_evaluated = "not evaluated yet: evaluate/metrics.json is missing, so there are no metrics or curves"
+    no_history = "no training history (train/last.json with a metrics history): training curves skipped"
     empty = tmp_path / "fresh"
     empty.mkdir()
     page = build_report(empty)
     html = page.read_text(encoding="utf-8")
-    assert "not evaluated yet" in html and "no training history" in html
-    assert json.loads((empty / "metrics.json").read_text())["report_notes"]
+    assert f'<p class="note">{not_evaluated}</p>' in html and f'<p class="note">{no_history}</p>' in html
+    assert '<p class="note">no evaluate/suspects.json: suspected label errors not listed.</p>' in html
+    assert "(unknown track)" in html and "<td>unknown</td><td>n/a</td>" in html  # summary row: no headline
+    for skipped in ("<h3>Metrics</h3>", "<h3>Curves</h3>", "<h3>Training</h3>", "<h3>Thumbnails</h3>", "table</h3>"):
+        assert skipped not in html, skipped
+    assert not _parse(page).images and not (empty / "report_files").exists()
+    metrics_path = empty / "metrics.json"
+    assert json.loads(metrics_path.read_text()) == {"track": None, "report_notes": [not_evaluated, no_history]}
+    # evaluated, but without a per-case table or curves: each missing part is named
+    evaluated = tmp_path / "evaluated"
+    (evaluated / "evaluate").mkdir(parents=True)
+    (evaluated / "evaluate" / "metrics.json").write_text(json.dumps({"track": "cxr", "classes": ["nodule"]}))
+    html = build_report(evaluated).read_text(encoding="utf-8")
+    assert '<p class="note">no per-case table (evaluate/slides.csv or evaluate/images.csv)</p>' in html
+    assert '<p class="note">ROC curve missing: evaluate/roc.png not found.</p>' in html
+    assert "<h3>Metrics</h3>" in html and "not evaluated yet" not in html and "(chest X-rays)" in html
     with pytest.raises(InputFileError, match="the run folder does not exist"):
         build_report(tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
     with pytest.raises(ConfigError, match="no run directories"):
         build_report([])
+    before = page.read_text(encoding="utf-8"), metrics_path.read_text()
     (empty / "evaluate").mkdir()
     (empty / "evaluate" / "metrics.json").write_text("{not json")
     with pytest.raises(InputFileError, match=r"metrics\.json: is not readable JSON"):
         build_report(empty)
-    assert np.isfinite(1.0)
+    # a bad run is refused before anything is written: the earlier report stays as it was
+    assert (page.read_text(encoding="utf-8"), metrics_path.read_text()) == before
+    assert sorted(p.name for p in empty.iterdir()) == ["evaluate", "metrics.json", "report.html"]

@@ -12,20 +12,17 @@ import pytest
 
 from napari_patchdx import ConfigError, InputFileError, open_slide
 from napari_patchdx.geometry import Grid
-from napari_patchdx.io.annotations import AnnotationSet, Region
-from napari_patchdx.sampling.balanced import (
-    BalancedSampler,
-    CxrLesionSampler,
-    PatchGeometry,
-    SlideSource,
-    assign_splits,
-    grid_table,
-    load_cxr_cohort,
-    read_patch_table,
-    write_patch_table,
-)
-from napari_patchdx.sampling.tissue import TissueConfig, TissueMask
-from napari_patchdx.synth.wsi import LABEL_TUMOR, label_region
+from napari_patchdx.io.annotations.model import AnnotationSet, Region
+from napari_patchdx.sampling.balanced import BalancedSampler
+from napari_patchdx.sampling.cxr_lesions import CxrLesionSampler, load_cxr_cohort
+from napari_patchdx.sampling.grid import grid_table
+from napari_patchdx.sampling.patches import PatchGeometry
+from napari_patchdx.sampling.sources import SlideSource
+from napari_patchdx.sampling.splits import assign_splits
+from napari_patchdx.sampling.tables import read_patch_table, write_patch_table
+from napari_patchdx.sampling.tissue_config import TissueConfig
+from napari_patchdx.sampling.tissue_mask import TissueMask
+from napari_patchdx.synth.wsi.render import LABEL_TUMOR, label_region
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +159,7 @@ def test_table_io(tmp_path: Path, sources: list[SlideSource]) -> None:
 
 
 def test_cxr_lesion_sampler(tmp_path: Path) -> None:
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=8, seed=4, size=256, dicom=False)
     cxr_sources = load_cxr_cohort(cohort.root)
@@ -218,7 +215,7 @@ def test_split_hygiene(wsi_cohort) -> None:
 def test_cxr_sampler_from_boxes_only(tmp_path: Path) -> None:
     import shutil
 
-    from napari_patchdx.synth.cxr import make_cxr_cohort
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 
     cohort = make_cxr_cohort(tmp_path / "cxr", n=6, seed=4, size=128, dicom=False)
     shutil.rmtree(cohort.root / "masks")

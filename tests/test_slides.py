@@ -10,7 +10,8 @@ import pytest
 import tifffile
 
 from napari_patchdx import InputFileError, MissingMetadataError, open_slide
-from napari_patchdx.io.slides import TileReadError, is_pyramidal_tiff
+from napari_patchdx.io.slides.base import TileReadError
+from napari_patchdx.io.slides.open import is_pyramidal_tiff
 
 from .conftest import write_pyramid
 

@@ -13,15 +13,10 @@ import pytest
 from scipy import ndimage
 
 from napari_patchdx import ConfigError, InputFileError, read_cxr
-from napari_patchdx.synth.cxr import (
-    CXR_CLASSES,
-    DEFAULT_CONTRAST,
-    CxrCohort,
-    Lesion,
-    make_cxr_cohort,
-    render_cxr,
-    write_cxr_dicom,
-)
+from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
+from napari_patchdx.synth.cxr.data_model import CXR_CLASSES, DEFAULT_CONTRAST, CxrCohort, Lesion
+from napari_patchdx.synth.cxr.dicom import write_cxr_dicom
+from napari_patchdx.synth.cxr.render import render_cxr
 
 SIZE = 256
 

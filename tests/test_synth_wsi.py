@@ -16,8 +16,10 @@ from scipy import ndimage
 from skimage import measure
 from skimage.filters import threshold_otsu
 
-from napari_patchdx.io.annotations import EXCLUSION, TUMOR, read_annotations
+from napari_patchdx.io.annotations.model import EXCLUSION, TUMOR
+from napari_patchdx.io.annotations.read import read_annotations
 from napari_patchdx.synth import wsi as sw
+from napari_patchdx.synth.wsi import nuclei, tiff_writer
 
 TUMOUR_ARGS = {"height": 4096, "width": 4096, "mpp": 0.5, "seed": 11}
 NORMAL_ARGS = {"height": 2048, "width": 2048, "mpp": 1.0, "seed": 12, "tumor": False, "pen_marks": True}
@@ -319,7 +321,7 @@ def test_tumours_lie_inside_tissue(tumour_slide: sw.SynthSlide) -> None:
 
 def test_nuclei_are_sized_in_micrometres() -> None:
     def lymphocyte_area_um2(px_um: float) -> float:
-        return float(sw._bank("lymph", px_um).body.sum(axis=(1, 2)).mean()) * px_um**2
+        return float(nuclei.bank("lymph", px_um).body.sum(axis=(1, 2)).mean()) * px_um**2
 
     assert lymphocyte_area_um2(0.25) == pytest.approx(lymphocyte_area_um2(1.0), rel=0.05)
     assert math.pi * 3.0**2 < lymphocyte_area_um2(0.5) < math.pi * 4.0**2  # 6-8 um across
@@ -411,7 +413,7 @@ def test_existing_files_are_reused_or_refused(cohort: sw.WsiCohort) -> None:
 
 def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    original = sw._encode
+    original = tiff_writer._encode
 
     def failing_encode(tile: np.ndarray, quality: int) -> bytes:
         calls["n"] += 1
@@ -419,7 +421,7 @@ def test_interrupted_write_leaves_no_file(tmp_path: Path, monkeypatch: pytest.Mo
             raise KeyboardInterrupt
         return original(tile, quality)
 
-    monkeypatch.setattr(sw, "_encode", failing_encode)
+    monkeypatch.setattr(tiff_writer, "_encode", failing_encode)
     with pytest.raises(KeyboardInterrupt):
         sw.make_slide(tmp_path / "cut.tif", height=2048, width=2048, mpp=1.0, seed=1, tumor=False)
     assert os.listdir(tmp_path) == []

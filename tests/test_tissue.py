@@ -16,16 +16,12 @@ from skimage.transform import downscale_local_mean
 
 from napari_patchdx.errors import ConfigError, InputFileError, MissingMetadataError
 from napari_patchdx.geometry import Grid
-from napari_patchdx.io.slides import open_slide
-from napari_patchdx.sampling.tissue import (
-    NoTissueWarning,
-    TissueConfig,
-    TissueMask,
-    _hsv,
-    detect_tissue,
-    tissue_from_rgb,
-)
-from napari_patchdx.synth.wsi import LABEL_NORMAL, LABEL_PEN, LABEL_TUMOR, label_region, make_slide
+from napari_patchdx.io.slides.open import open_slide
+from napari_patchdx.sampling.tissue import NoTissueWarning, _hsv, detect_tissue, tissue_from_rgb
+from napari_patchdx.sampling.tissue_config import TissueConfig
+from napari_patchdx.sampling.tissue_mask import TissueMask
+from napari_patchdx.synth.wsi.render import LABEL_NORMAL, LABEL_PEN, LABEL_TUMOR, label_region
+from napari_patchdx.synth.wsi.slide import make_slide
 
 from .conftest import write_pyramid
 

@@ -17,26 +17,24 @@ import pandas as pd
 import pytest
 import torch
 
+from napari_patchdx.devices import available_devices, resolve_device
 from napari_patchdx.errors import ConfigError, InputFileError, PatchdxError
-from napari_patchdx.models import load_checkpoint, read_checkpoint_meta
+from napari_patchdx.models.checkpoint import load_checkpoint, read_checkpoint_meta
 from napari_patchdx.progress import Progress
-from napari_patchdx.sampling.balanced import BalancedSampler, PatchGeometry, SlideSource
+from napari_patchdx.sampling.balanced import BalancedSampler
 from napari_patchdx.sampling.datasets import BalancedPatchStream, PatchStream
-from napari_patchdx.synth.cxr import CXR_CLASSES, make_cxr_cohort
-from napari_patchdx.synth.wsi import make_wsi_cohort
-from napari_patchdx.training import (
-    POINTER_NAME,
-    ExampleHalvingLR,
-    TrainConfig,
-    TrainData,
-    TrainingError,
-    available_devices,
-    plan_stages,
-    resolve_device,
-    state_digest,
-    train,
-    train_job,
-)
+from napari_patchdx.sampling.patches import PatchGeometry
+from napari_patchdx.sampling.sources import SlideSource
+from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
+from napari_patchdx.synth.cxr.data_model import CXR_CLASSES
+from napari_patchdx.synth.wsi.cohort import make_wsi_cohort
+from napari_patchdx.training.config import TrainConfig
+from napari_patchdx.training.ddp import state_digest
+from napari_patchdx.training.inputs import TrainData
+from napari_patchdx.training.job import train, train_job
+from napari_patchdx.training.loop import TrainingError
+from napari_patchdx.training.resume import POINTER_NAME
+from napari_patchdx.training.schedule import ExampleHalvingLR, plan_stages
 
 SLIDE = {
     "track": "slide",
@@ -383,7 +381,7 @@ def test_cancel_mid_epoch_then_resume_gives_identical_weights(tmp_path: Path, sl
 def test_early_stopping_watches_auroc_then_loss(
     tmp_path: Path, slide_table: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import napari_patchdx.training as train_module
+    from napari_patchdx.training.trainer import Trainer
 
     script: list[tuple[float, float]] = []
 
@@ -391,7 +389,7 @@ def test_early_stopping_watches_auroc_then_loss(
         auroc, loss = script.pop(0)
         return {"val_loss": loss, "val_auroc": {"tumor": auroc, "mean": auroc}, "val_accuracy": 0.5}, [0.5]
 
-    monkeypatch.setattr(train_module._Trainer, "metrics", fake_metrics)
+    monkeypatch.setattr(Trainer, "metrics", fake_metrics)
     config = TrainConfig(**{**SLIDE, "steps_per_epoch": 1, "val_patches": 4}, epochs=10, early_stopping_patience=2)
     script[:] = [(0.7, 0.5), (0.6, 0.4), (0.65, 0.3)]  # AUROC best at epoch 1, then 2 epochs without improvement
     result = _quiet_train(config, TrainData(patch_table=slide_table), tmp_path / "auroc")
@@ -409,9 +407,9 @@ def test_early_stopping_watches_auroc_then_loss(
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
     tmp_path: Path, slide_table: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import napari_patchdx.training as train_module
+    import napari_patchdx.training.loop as loop_module
 
-    real = train_module._compute_loss
+    real = loop_module._compute_loss
     calls = {"n": 0}
 
     def poisoned(criterion, logits, targets):
@@ -419,7 +417,7 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(
         loss = real(criterion, logits, targets)
         return loss * float("nan") if calls["n"] == 8 else loss  # epoch 2 (6 steps each), step 2
 
-    monkeypatch.setattr(train_module, "_compute_loss", poisoned)
+    monkeypatch.setattr(loop_module, "_compute_loss", poisoned)
     out = tmp_path / "run"
     config = TrainConfig(**{**SLIDE, "steps_per_epoch": None}, epochs=3)
     job = train_job(config, TrainData(patch_table=slide_table), out)

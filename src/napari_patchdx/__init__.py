@@ -7,13 +7,9 @@ imported lazily, so ``import napari_patchdx`` (done by napari when it scans plug
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("napari-patchdx")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0+unknown"
+from .versions import __version__
 
 _LAZY = {
     "AnnotationSet": "napari_patchdx.io.annotations",
@@ -27,19 +23,37 @@ _LAZY = {
     "InputFileError": "napari_patchdx.errors",
     "MissingMetadataError": "napari_patchdx.errors",
     "PatchdxError": "napari_patchdx.errors",
-    "RunConfig": "napari_patchdx.pipeline",
-    "RunResult": "napari_patchdx.pipeline",
-    "run": "napari_patchdx.pipeline",
+    "RunConfig": "napari_patchdx.pipeline.config",
+    "RunResult": "napari_patchdx.pipeline.results",
+    "run": "napari_patchdx.pipeline.runner",
+    "train": "napari_patchdx.training.job",
+    "predict_slides": "napari_patchdx.inference.distributed_heatmaps",
+    "predict_xrays": "napari_patchdx.inference.xray_job",
+    "lesion_points": "napari_patchdx.evaluation.nms",
+    "froc": "napari_patchdx.evaluation.froc",
+    "evaluate_slides": "napari_patchdx.evaluation.slide_files",
+    "evaluate_cxr": "napari_patchdx.evaluation.xrays",
+    "build_report": "napari_patchdx.reporting.build",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import ConfigError, InputFileError, MissingMetadataError, PatchdxError
+    from .evaluation.froc import froc
+    from .evaluation.nms import lesion_points
+    from .evaluation.slide_files import evaluate_slides
+    from .evaluation.xrays import evaluate_cxr
+    from .inference.distributed_heatmaps import predict_slides
+    from .inference.xray_job import predict_xrays
     from .io.annotations import AnnotationSet, Region, read_annotations
     from .io.cxr import CxrImage, read_cxr
     from .io.slides import Slide, open_slide
-    from .pipeline import RunConfig, RunResult, run
+    from .pipeline.config import RunConfig
+    from .pipeline.results import RunResult
+    from .pipeline.runner import run
+    from .reporting.build import build_report
+    from .training.job import train
 
 
 def __getattr__(name: str) -> Any:

@@ -2,17 +2,19 @@
 
 :func:`map_job` applies a function to each item: serially here (``workers=0``, no ``scheduler``), on a
 :class:`distributed.LocalCluster` of ``workers`` worker processes that the job starts and closes, or on an existing
-cluster given by its scheduler address (left running). :func:`heatmaps_job` is the per-slide heatmap inference
-(:func:`napari_patchdx.inference.slide_heatmap_job`) on top of it: one task per slide, the checkpoints loaded once per
-worker process.
+cluster given by its scheduler address (left running). :func:`worker_device` picks a worker's own GPU. The per-slide
+heatmap inference on top of it (one task per slide, the checkpoints loaded once per worker process) is
+:func:`napari_patchdx.inference.heatmaps_job`.
 
-Both are jobs (generators yielding :class:`~napari_patchdx.progress.Progress`, see :mod:`napari_patchdx.progress`):
+Its runs are jobs (generators yielding :class:`~napari_patchdx.progress.Progress`, see :mod:`napari_patchdx.progress`):
 
-* ``Progress.done`` / ``total`` count finished items. Each finished item yields one report whose message names it
-  and whose ``partial`` is ``(index, result)`` (``index`` into the items; ``result`` None when it failed). Other
-  reports leave ``done`` unchanged: starting the cluster, a retry, a heartbeat every ``heartbeat`` seconds while
-  the cluster works (so a cancel is seen promptly), and, serially, the forwarded reports of an item that is itself
-  a job (e.g. a slide's cell rows).
+* Each finished item yields one report whose message names it and whose ``partial`` is an
+  :class:`~napari_patchdx.progress.ItemReport` (``"done"`` with the item's result, or ``"failed"`` with its error):
+  the same reports as :func:`~napari_patchdx.progress.map_items`, which runs the items serially. On a cluster
+  ``Progress.done`` / ``total`` count finished items, and other reports leave ``done`` unchanged: starting the
+  cluster, a retry, a heartbeat every ``heartbeat`` seconds while the cluster works (so a cancel is seen promptly).
+  Serially, the reports of an item that is itself a job (e.g. a slide's cell rows) are relayed, with its partial
+  results as ``ItemReport(index, "partial", value)``.
 * Closing the generator (a napari worker's ``quit()``, ``job.close()``) cancels the outstanding tasks and shuts a
   cluster the job started down (its worker processes end). On an existing cluster, which is only disconnected
   from, dask cannot interrupt a running task: a task that is a job (a heatmap) is closed at its next report, when
@@ -55,21 +57,19 @@ import logging
 import os
 import pickle
 import re
-import threading
 import time
 import traceback
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError, InputFileError, PatchdxError
-from .progress import Job, Progress, run_job
+from .progress import ItemReport, Job, Progress, map_items, raise_failures
 
-__all__ = ["heatmaps_job", "map_job", "worker_device"]
+__all__ = ["check_device", "check_where", "map_job", "worker_device"]
 
 T = TypeVar("T")
 
@@ -177,7 +177,9 @@ def _check_int(name: str, value: Any, low: int) -> int:
     return value
 
 
-def _check_where(workers: int, scheduler: str | None, retries: int, threads_per_worker: int) -> None:
+def check_where(workers: int, scheduler: str | None, retries: int, threads_per_worker: int) -> None:
+    """Check where and how a run goes (the :func:`map_job` arguments of the same names): :class:`ConfigError` for a
+    count that is not an integer in range, a malformed scheduler address, or both ``workers`` and ``scheduler``."""
     _check_int("workers", workers, 0)
     _check_int("retries", retries, 0)
     _check_int("threads_per_worker", threads_per_worker, 1)
@@ -209,7 +211,7 @@ def map_job(
     Args:
         fn: called once per item. On a cluster it must pickle (a module-level function, or a
             :func:`functools.partial` of one) and its module must be importable in the workers. It may return a
-            job (generator): on a cluster it is run to its end in the worker; serially its reports are forwarded.
+            job (generator): on a cluster it is run to its end in the worker; serially its reports are relayed.
         items: the inputs (each must pickle for a cluster).
         workers: 0 = serially in this process (unless ``scheduler`` is given); N > 0 = a LocalCluster of N worker
             processes started for this job and closed at its end (dashboard off, logs at ERROR).
@@ -228,59 +230,13 @@ def map_job(
         PatchdxError: the first item that failed with one (after all the others finished).
         distributed.KilledWorker: an item whose worker died more than ``retries`` times.
     """
-    _check_where(workers, scheduler, retries, threads_per_worker)
+    check_where(workers, scheduler, retries, threads_per_worker)
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, int | float) or not heartbeat > 0:
         raise ConfigError(f"heartbeat must be a positive number of seconds, got {heartbeat!r}")
     items = list(items)
     if workers == 0 and scheduler is None:
-        return _serial(fn, items, describe)
+        return map_items(fn, items, describe)
     return _on_cluster(fn, items, workers, scheduler, retries, describe, threads_per_worker, float(heartbeat))
-
-
-def _raise_failures(failures: list[tuple[int, PatchdxError]], items: list[Any], describe: Callable[[Any], str]) -> None:
-    """Raise the first failure (item order), listing the others in its notes."""
-    if not failures:
-        return
-    failures.sort(key=lambda f: f[0])
-    first = failures[0][1]
-    for index, exc in failures[1:]:
-        first.add_note(f"also failed: {describe(items[index])}: {exc}")
-    if len(failures) < len(items):
-        first.add_note(f"the other {len(items) - len(failures)} of {len(items)} items finished")
-    raise first
-
-
-def _forward(job: Job[T], i: int, n: int) -> Job[T]:
-    """Run item ``i``'s own job, passing its reports on as ``[i+1/n] message`` (``done`` = items finished)."""
-    try:
-        while True:
-            try:
-                report = next(job)
-            except StopIteration as stop:
-                return stop.value
-            yield Progress(i, n, f"[{i + 1}/{n}] {report.message}")
-    finally:
-        job.close()
-
-
-def _serial(fn: Callable[[Any], Any], items: list[Any], describe: Callable[[Any], str]) -> Job[list[Any]]:
-    n = len(items)
-    results: list[Any] = [None] * n
-    failures: list[tuple[int, PatchdxError]] = []
-    for i, item in enumerate(items):
-        name = describe(item)
-        try:
-            out = fn(item)
-            if isinstance(out, Generator):
-                out = yield from _forward(out, i, n)
-        except PatchdxError as exc:
-            failures.append((i, exc))
-            yield Progress(i + 1, n, f"{name} failed: {exc}", partial=(i, None))
-            continue
-        results[i] = out
-        yield Progress(i + 1, n, f"{name} done ({i + 1}/{n})", partial=(i, out))
-    _raise_failures(failures, items, describe)
-    return results
 
 
 def _restore_environ(saved: dict[str, str]) -> None:
@@ -386,10 +342,12 @@ def _on_cluster(
                     if isinstance(value, _Failure):
                         exc = value.exception()
                         failures.append((i, exc))
-                        yield Progress(finished, n, f"{name} failed: {exc}", partial=(i, None))
+                        yield Progress(finished, n, f"{name} failed: {exc}", partial=ItemReport(i, "failed", exc))
                     else:
                         results[i] = value
-                        yield Progress(finished, n, f"{name} done ({finished}/{n})", partial=(i, value))
+                        yield Progress(
+                            finished, n, f"{name} done ({finished}/{n})", partial=ItemReport(i, "done", value)
+                        )
                     continue
                 if future.status == "error":
                     error = future.exception()
@@ -410,7 +368,7 @@ def _on_cluster(
                     future.result()  # raises the task's exception with its remote traceback
                 raise RuntimeError(f"{name}: its task was {future.status} on {where} (cancelled from elsewhere?)")
             top_up()
-        _raise_failures(failures, items, describe)
+        raise_failures(failures, items, describe)
         return results
     finally:
         if client is not None:
@@ -432,7 +390,9 @@ def _on_cluster(
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _check_device(device: Any) -> str:
+def check_device(device: Any) -> str:
+    """``device`` lower-cased when it is of a known form (``auto``, ``cpu``, ``cuda``, ``cuda:<index>``, ``mps``;
+    not whether this process has it: see :func:`worker_device`), else :class:`ConfigError`."""
     if not isinstance(device, str) or not _DEVICE_FORM.fullmatch(device.strip().lower()):
         raise ConfigError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:<index>' or 'mps', got {device!r}")
     return device.strip().lower()
@@ -450,16 +410,16 @@ def worker_device(device: str = "auto") -> str:
     """The torch device string this process should use for ``device``.
 
     ``"auto"`` becomes ``"cuda"`` when CUDA works here, else ``"mps"`` or ``"cpu"`` (see
-    :func:`napari_patchdx.training.resolve_device`). Inside a dask worker that sees several GPUs, ``"cuda"`` becomes
+    :func:`napari_patchdx.devices.resolve_device`). Inside a dask worker that sees several GPUs, ``"cuda"`` becomes
     ``"cuda:<i mod n>"`` for the worker numbered ``i`` (see the module docstring), so the workers of one machine
     spread over its GPUs; elsewhere ``"cuda"`` stays ``"cuda"``. ``"cuda:<index>"`` is returned as given.
 
     Raises:
         ConfigError: a malformed device string, or one not available in this process.
     """
-    from .training import resolve_device
+    from .devices import resolve_device
 
-    text = str(resolve_device(_check_device(device)))
+    text = str(resolve_device(check_device(device)))
     if text == "cuda":
         import torch
 
@@ -468,181 +428,3 @@ def worker_device(device: str = "auto") -> str:
         if name is not None and count > 1:
             text = f"cuda:{_worker_index(name) % count}"
     return text
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# heatmaps
-# ---------------------------------------------------------------------------------------------------------------
-
-_MODEL_CACHE: dict[tuple[Any, ...], list[Any]] = {}
-_MODEL_LOCK = threading.Lock()
-
-
-def _checkpoint_key(path: Path) -> tuple[Any, ...]:
-    """Identity of a checkpoint's two files (path, size, mtime) so that a changed file is loaded again."""
-    from .models import checkpoint_paths
-
-    out: list[Any] = []
-    for p in checkpoint_paths(path):
-        try:
-            st = p.stat()
-            out.append((str(p.resolve()), st.st_size, st.st_mtime_ns))
-        except OSError:
-            out.append((str(p), None, None))
-    return tuple(out)
-
-
-def _load_models(models: Sequence[Path], device: str) -> list[Any]:
-    """``(model, meta)`` pairs of the checkpoints on ``device``; the last ensemble is kept per process."""
-    from .models import load_checkpoint
-
-    key = (device, *(_checkpoint_key(p) for p in models))
-    with _MODEL_LOCK:
-        specs = _MODEL_CACHE.get(key)
-        if specs is None:
-            _MODEL_CACHE.clear()  # one ensemble at a time: bounded memory on long-lived workers
-            specs = [load_checkpoint(p, device=device) for p in models]
-            _MODEL_CACHE[key] = specs
-    return specs
-
-
-def _heatmap_task(
-    slide: Path,
-    *,
-    models: tuple[Path, ...],
-    out_dir: Path,
-    device: str,
-    torch_threads: int | None,
-    kwargs: dict[str, Any],
-) -> Any:
-    """One slide's heatmap, in a worker: checkpoints from the per-process cache, the worker's own GPU."""
-    from . import inference as infer
-
-    if torch_threads:
-        import torch
-
-        torch.set_num_threads(torch_threads)
-    dev = worker_device(device)
-    specs = _load_models(models, dev)
-    return run_job(infer.slide_heatmap_job(slide, specs, out_dir, device=dev, **kwargs))
-
-
-def _heatmap_stem(path: Path) -> str:
-    """The stem a slide's heatmap files are named after (as :func:`napari_patchdx.inference.slide_heatmap_job`)."""
-    name = path.name
-    return name[: -len(".ome.tif")] if name.lower().endswith(".ome.tif") else path.stem
-
-
-def heatmaps_job(
-    slides: Sequence[str | os.PathLike[str]],
-    models: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    *,
-    workers: int = 0,
-    scheduler: str | None = None,
-    retries: int = 2,
-    device: str = "cpu",
-    threads_per_worker: int = 1,
-    heartbeat: float = 1.0,
-    **heatmap_kwargs: Any,
-) -> Job[list[Any]]:
-    """Tumour-probability heatmaps of several slides: one :func:`~napari_patchdx.inference.slide_heatmap_job` each.
-
-    Each slide's heatmap is written to ``out_dir`` as ``<stem>.heatmap.ome.tif`` + ``<stem>.heatmap.json``
-    (a finished heatmap of the same configuration is reused, an interrupted one resumed, unless ``resume=False``).
-
-    Args:
-        slides: slide files; their stems must differ (they name the outputs).
-        models: checkpoint paths (an ensemble; one path is allowed), loaded in each worker process once and kept
-            there for the following slides.
-        out_dir: the heatmaps' folder (created).
-        workers, scheduler, retries, threads_per_worker, heartbeat: where and how to run, as in :func:`map_job`;
-            serially (the default) every band report of each slide is forwarded.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:<index>"``, ``"mps"`` or ``"auto"``, resolved in each worker by
-            :func:`worker_device` (several GPUs: one per worker).
-        **heatmap_kwargs: passed to :func:`~napari_patchdx.inference.slide_heatmap_job` (``tta``, ``stride``,
-            ``batch_size``, ``tissue`` (a :class:`~napari_patchdx.sampling.tissue.TissueConfig`: a ``TissueMask``
-            belongs to a single slide), ``min_tissue``, ``resume``, ``mpp``, ``band_rows`` ...).
-
-    Returns a job whose result is the :class:`~napari_patchdx.inference.HeatmapResult` of each slide, in order.
-
-    Raises:
-        ConfigError: no slide or no model, two slides with the same stem, a ``TissueMask`` for several slides, an
-            unknown keyword, or an invalid setting (see :func:`map_job`).
-        InputFileError: a checkpoint is missing or invalid (before anything runs); a slide that cannot be read
-            is raised, naming it, after the other slides finished.
-    """
-    import inspect
-
-    from .inference import slide_heatmap_job
-    from .models import read_checkpoint_meta
-    from .sampling.tissue import TissueMask
-
-    _check_where(workers, scheduler, retries, threads_per_worker)
-    dev = _check_device(device)
-    slide_paths = [Path(s) for s in ([slides] if isinstance(slides, str | os.PathLike) else slides)]
-    if not slide_paths:
-        raise ConfigError("no slide given for the heatmaps")
-    seen: dict[str, Path] = {}
-    for p in slide_paths:
-        stem = _heatmap_stem(p)
-        if stem in seen:
-            raise ConfigError(
-                f"{seen[stem]} and {p} would both write {stem}.heatmap.ome.tif; give slides distinct names"
-            )
-        seen[stem] = p
-    given = [models] if isinstance(models, str | os.PathLike) else list(models)
-    if not given:
-        raise ConfigError("no model given for the heatmaps")
-    for m in given:
-        if not isinstance(m, str | os.PathLike):
-            raise ConfigError(f"models must be checkpoint paths (loaded in each worker), got {type(m).__name__}")
-        read_checkpoint_meta(m)  # a missing or broken checkpoint fails here, before any work
-    model_paths = tuple(Path(m) for m in given)
-    allowed = set(inspect.signature(slide_heatmap_job).parameters) - {"slide_path", "models", "out_dir", "device"}
-    unknown = sorted(set(heatmap_kwargs) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown heatmap setting(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
-    if isinstance(heatmap_kwargs.get("tissue"), TissueMask) and len(slide_paths) > 1:
-        raise ConfigError("tissue: a TissueMask belongs to one slide; give a TissueConfig (settings) for several")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    def name(path: Path) -> str:
-        return path.name
-
-    if workers == 0 and scheduler is None:
-        loaded: list[Any] = []
-
-        def one(path: Path) -> Job[Any]:
-            resolved = worker_device(dev)
-            if not loaded:
-                loaded.extend(_load_serial(model_paths, resolved))
-            return slide_heatmap_job(path, loaded, out, device=resolved, **heatmap_kwargs)
-
-        return map_job(one, slide_paths, describe=name, heartbeat=heartbeat)
-
-    from functools import partial
-
-    # worker processes of a LocalCluster share this machine's cores: split torch's threads between them
-    torch_threads = max(1, (os.cpu_count() or 1) // (workers * threads_per_worker)) if workers else None
-    task = partial(
-        _heatmap_task, models=model_paths, out_dir=out, device=dev, torch_threads=torch_threads, kwargs=heatmap_kwargs
-    )
-    return map_job(
-        task,
-        slide_paths,
-        workers=workers,
-        scheduler=scheduler,
-        retries=retries,
-        describe=name,
-        threads_per_worker=threads_per_worker,
-        heartbeat=heartbeat,
-    )
-
-
-def _load_serial(models: Sequence[Path], device: str) -> list[Any]:
-    """The checkpoints for a serial run (not cached: they live as long as the job)."""
-    from .models import load_checkpoint
-
-    return [load_checkpoint(p, device=device) for p in models]

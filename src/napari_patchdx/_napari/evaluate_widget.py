@@ -28,24 +28,20 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, Select, SpinBox, Table
 from napari.utils.notifications import show_info
 
-from ..evaluation import (
-    CAMELYON_MPP,
-    LIU_RADIUS_UM,
-    PointsTable,
-    SlideInput,
-    SlidesEvaluation,
-    classify_points,
-    draw_froc,
-    draw_roc,
-    evaluate_cxr_job,
-    evaluate_slide_inputs_job,
-    evaluate_slides_job,
-    read_camelyon_csv,
-)
-from ..io.annotations import read_annotations
+from ..evaluation.figures import draw_roc
+from ..evaluation.froc import classify_points
+from ..evaluation.froc_result import draw_froc
+from ..evaluation.masks import CAMELYON_MPP
+from ..evaluation.nms import LIU_RADIUS_UM
+from ..evaluation.points import PointsTable, read_camelyon_csv
+from ..evaluation.slide_files import evaluate_slides_job
+from ..evaluation.slides import SlideInput, SlidesEvaluation, evaluate_slide_inputs_job
+from ..evaluation.xrays import evaluate_cxr_job
+from ..io.annotations.read import read_annotations
+from ..io.names import file_name
 from ..layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 from .viewer import add_layers
-from .widgets import JobRunner, _layers_of_kind, _truth_layer_names
+from .widgets import JobRunner, layers_of_kind, truth_layer_names
 from .writers import shapes_to_annotations
 
 SOURCES = ("heatmap layers", "slide folders", "X-ray folders")
@@ -54,14 +50,6 @@ SOURCES = ("heatmap layers", "slide folders", "X-ray folders")
 def _path(edit: FileEdit) -> Path | None:
     value = str(edit.value)
     return None if value in ("", ".") else Path(value)
-
-
-def _stem(path: str | Path) -> str:
-    name = Path(path).name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return Path(path).stem
 
 
 class EvaluateWidget(Container):
@@ -127,10 +115,10 @@ class EvaluateWidget(Container):
 
     # ------------------------------------------------------------------------------------------ choices
     def _heatmap_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in _layers_of_kind(self.viewer, "heatmap")]
+        return [layer.name for layer in layers_of_kind(self.viewer, "heatmap")]
 
     def _truth_names(self, _: Any = None) -> list[str]:
-        return _truth_layer_names(self.viewer)
+        return truth_layer_names(self.viewer)
 
     def _points_names(self, _: Any = None) -> list[str]:
         return [
@@ -157,8 +145,8 @@ class EvaluateWidget(Container):
 
     # ------------------------------------------------------------------------------------------ inputs
     def _slide_layer(self, name: str) -> Any:
-        for layer in _layers_of_kind(self.viewer, "slide"):
-            if _stem(layer.metadata["patchdx"].get("path", layer.name)) == name or layer.name == name:
+        for layer in layers_of_kind(self.viewer, "slide"):
+            if file_name(layer.metadata["patchdx"].get("path", layer.name)) == name or layer.name == name:
                 return layer
         return None
 
@@ -243,7 +231,7 @@ class EvaluateWidget(Container):
             if not pairs:
                 show_info(f"napari-patchdx: no slides in {folder}")
                 return
-            annotations = {_stem(p): a for p, a in pairs}
+            annotations = {file_name(p): a for p, a in pairs}
             mpp = float(self.mpp.value) or None
             slides = [p for p, _ in pairs]
             self.runner.start(
@@ -276,7 +264,7 @@ class EvaluateWidget(Container):
         self._fill_table(rows)
         self._summarise(result.metrics())
         mpp_of: dict[str, float | None] = {}
-        for layer in _layers_of_kind(self.viewer, "heatmap"):
+        for layer in layers_of_kind(self.viewer, "heatmap"):
             meta = layer.metadata.get("patchdx", {})
             mpp_of[self._heatmap_slide(layer)] = (meta.get("grid") or {}).get("mpp") or meta.get("mpp")
         for name in result.names:
@@ -395,7 +383,7 @@ class EvaluateWidget(Container):
             return
         below = [self.viewer.layers.index(truth)]
         heatmap = next(
-            (h for h in _layers_of_kind(self.viewer, "heatmap") if self._heatmap_slide(h) == name),
+            (h for h in layers_of_kind(self.viewer, "heatmap") if self._heatmap_slide(h) == name),
             None,
         )
         if heatmap is not None:
@@ -408,4 +396,4 @@ class EvaluateWidget(Container):
     def _heatmap_slide(layer: Any) -> str:
         """The slide a heatmap layer belongs to: its metadata's slide file, else its name without " heatmap"."""
         meta = layer.metadata.get("patchdx", {})
-        return _stem(meta["slide"]) if meta.get("slide") else layer.name.removesuffix(" heatmap")
+        return file_name(meta["slide"]) if meta.get("slide") else layer.name.removesuffix(" heatmap")

@@ -4,24 +4,24 @@ Thin, like the other widgets: it collects parameters, checks them (a clear messa
 notification, never a traceback), and runs the core jobs of :mod:`napari_patchdx.inference` in a napari worker through
 :class:`~napari_patchdx._napari.widgets.JobRunner` (progress bar, Stop).
 
-* Slides: one :func:`~napari_patchdx.inference.slide_heatmap_job` after another. Each slide's heatmap layer appears
-  before its first band (all NaN, i.e. transparent), aligned to the slide through the heatmap grid, and fills in
-  band by band from the jobs' ``Progress.partial`` rows; the layer is repainted at most every
-  :attr:`InferenceWidget.refresh_interval` seconds, plus once at the end with the written heatmap.
-* Chest X-rays: :func:`~napari_patchdx.inference.cxr_predict` per image, saved with
-  :func:`~napari_patchdx.inference.save_cxr_prediction`; each image gets one CAM layer per class (probability in the
-  layer name and metadata) and a row in the widget's probability table.
+* Slides: :func:`~napari_patchdx.inference.distributed_heatmaps.heatmaps_job` (the job the command line and
+  ``run()`` use), one slide after another. Each slide's heatmap layer appears with the slide's first rows (NaN,
+  i.e. transparent, where not yet computed), on the grid the job computes, and fills in band by band from the rows
+  the job passes on; the layer is repainted at most every :attr:`InferenceWidget.refresh_interval` seconds, plus
+  once at the end with the written heatmap.
+* Chest X-rays: :func:`~napari_patchdx.inference.xray_job.predict_xrays_job`; each image gets one CAM layer per class
+  (probability in the layer name and metadata) and a row in the widget's probability table.
 
+A slide or X-ray that cannot be read fails alone: the others run, then the error shows in the status line.
 Stopping keeps what is written: an interrupted slide resumes where it stopped on the next run (with "reuse /
 resume" on), a finished one is loaded instead of recomputed.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,191 +32,35 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Sel
 from napari.utils.notifications import show_error
 
 from ..errors import ConfigError, InputFileError, PatchdxError
-from ..geometry import Grid
+from ..inference.xray_job import XrayInput, XrayOutcome
 from ..io.detect import detect_kind, slides_in_folder
-from ..layerdata import _stem, cam_layers, heatmap_layer
-from ..progress import Job, Progress
+from ..io.names import file_name
+from ..layerdata import cam_layers, heatmap_layer
+from ..progress import ItemReport, Progress
 from .viewer import add_layers
-from .widgets import JobRunner, _layers_of_kind
+from .widgets import JobRunner, layers_of_kind
 
 if TYPE_CHECKING:
-    from ..inference import CxrPrediction, HeatmapResult
+    from ..inference.heatmaps import HeatmapResult, HeatmapRows
 
-__all__ = ["InferenceWidget", "LiveHeatmap"]
-
-#: progress units per slide (a slide's own progress is a fraction of its cell rows)
-_STEPS = 1000
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# what the jobs report (Progress.partial) and return
-# ---------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _SlideStart:
-    """Slide ``index`` is about to be computed on ``grid``."""
-
-    index: int
-    slide: Path
-    grid: Grid
-
-
-@dataclass(frozen=True)
-class _SlideRows:
-    """Heatmap rows ``row0 .. row0 + len(block)`` of slide ``index`` were just computed."""
-
-    index: int
-    row0: int
-    block: np.ndarray
-
-
-@dataclass(frozen=True)
-class _SlideDone:
-    index: int
-    result: HeatmapResult
-
-
-@dataclass(frozen=True)
-class _XrayDone:
-    index: int
-    item: _Xray
-    prediction: CxrPrediction
-    path: Path
-
-
-@dataclass(frozen=True)
-class _Failed:
-    """Input ``source`` (a file or layer name, or "checkpoints") could not be processed: ``message`` says why."""
-
-    index: int
-    source: str
-    message: str
-
-
-@dataclass(frozen=True)
-class _Xray:
-    """One chest X-ray to predict: a file, or the pixels of a layer without one."""
-
-    label: str  # shown in layer names and the table
-    source: Path | np.ndarray
-    name: str  # output file stem: <out>/<name>.cam.ome.tif
-    spacing: tuple[float, float] | None
+__all__ = ["Failure", "InferenceWidget", "LiveHeatmap"]
 
 
 @dataclass(frozen=True)
 class _Plan:
     track: str  # "slides" or "xrays"
-    inputs: list[Any]  # slide Paths or _Xray items
+    inputs: list[Any]  # slide Paths or XrayInput items
     checkpoints: list[Path]
     out_dir: Path
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# the jobs (no Qt: generators of Progress, as the core jobs)
-# ---------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Failure:
+    """Input ``source`` (a file or layer name) could not be processed: ``message`` says why."""
 
-
-def _relay(job: Job[Any], index: int, n: int) -> Job[Any]:
-    """Re-yield one slide's progress as part of ``n`` slides, wrapping its rows in :class:`_SlideRows`."""
-    try:
-        while True:
-            try:
-                report = next(job)
-            except StopIteration as stop:
-                return stop.value
-            partial = None
-            if isinstance(report.partial, tuple) and len(report.partial) == 2:
-                row0, block = report.partial
-                partial = _SlideRows(index, int(row0), np.asarray(block, dtype=np.float32))
-            done = index * _STEPS + int(_STEPS * report.fraction)
-            yield Progress(done, n * _STEPS, f"[{index + 1}/{n}] {report.message}", partial=partial)
-    finally:
-        job.close()  # a Stop closes this generator: close the slide's job too (it shuts its reader down)
-
-
-def slides_job(
-    slides: Sequence[Path],
-    checkpoints: Sequence[Path],
-    out_dir: Path,
-    *,
-    device: str = "cpu",
-    tta: bool = True,
-    stride: int | None = None,
-    batch_size: int = 32,
-    resume: bool = True,
-) -> Job[list[Any]]:
-    """Heatmaps of several slides, one after another, with one ensemble of checkpoints loaded once.
-
-    Yields :class:`Progress` whose ``partial`` is a slide's start (with its grid), its rows as they finish, its
-    result, or a failure. A slide that cannot be read fails alone (the next one runs); a checkpoint that cannot be
-    loaded ends the run. Returns one outcome per slide (or a single failure for the checkpoints).
-    """
-    from ..inference import heatmap_grid, patch_geometry, slide_heatmap_job
-    from ..io.slides import open_slide
-    from ..models import load_checkpoint
-
-    n = max(len(slides), 1)
-    yield Progress(0, n * _STEPS, f"loading {len(checkpoints)} checkpoint(s)")
-    try:
-        models = [load_checkpoint(p, in_channels=3, device=device) for p in checkpoints]
-    except PatchdxError as exc:
-        failure = _Failed(-1, "checkpoints", str(exc))
-        yield Progress(0, n * _STEPS, f"error: {exc}", partial=failure)
-        return [failure]
-    outcomes: list[Any] = []
-    for i, path in enumerate(slides):
-        try:
-            with open_slide(path) as slide:
-                grid = heatmap_grid(slide, patch_geometry(models[0][1]), stride)
-                yield Progress(i * _STEPS, n * _STEPS, f"[{i + 1}/{n}] {path.name}", partial=_SlideStart(i, path, grid))
-                job = slide_heatmap_job(
-                    slide, models, out_dir, tta=tta, stride=stride, batch_size=batch_size, device=device, resume=resume
-                )
-                result = yield from _relay(job, i, n)
-            outcome: Any = _SlideDone(i, result)
-        except PatchdxError as exc:
-            outcome = _Failed(i, path.name, str(exc))
-        outcomes.append(outcome)
-        yield Progress((i + 1) * _STEPS, n * _STEPS, f"[{i + 1}/{n}] {path.name}: done", partial=outcome)
-    return outcomes
-
-
-def xrays_job(items: Sequence[_Xray], checkpoint: Path, out_dir: Path, *, device: str = "cpu") -> Job[list[Any]]:
-    """Per-class probabilities and CAMs of chest X-rays, one image after another, saved to ``out_dir``.
-
-    Yields :class:`Progress` (images done / all) whose ``partial`` is each image's outcome; an image that cannot
-    be read fails alone. Returns the outcomes.
-    """
-    from ..inference import cxr_predict, save_cxr_prediction
-    from ..io.cxr import read_cxr
-    from ..models import load_checkpoint
-
-    n = len(items)
-    yield Progress(0, n, f"loading {checkpoint.name}")
-    try:
-        model, meta = load_checkpoint(checkpoint, in_channels=1, device=device)
-    except PatchdxError as exc:
-        failure = _Failed(-1, "checkpoints", str(exc))
-        yield Progress(0, n, f"error: {exc}", partial=failure)
-        return [failure]
-    outcomes: list[Any] = []
-    for i, item in enumerate(items):
-        try:
-            image, spacing = item.source, item.spacing
-            if isinstance(image, Path):  # read once here: the pixels for the model, the spacing for the layers
-                cxr = read_cxr(image)
-                image, spacing = cxr.image, spacing or cxr.spacing
-            (prediction,) = cxr_predict([image], model, meta, device=device)
-            if isinstance(item.source, Path):
-                prediction = dataclasses.replace(prediction, source=item.source)
-            saved = save_cxr_prediction(prediction, out_dir, name=item.name)
-            outcome: Any = _XrayDone(i, dataclasses.replace(item, spacing=spacing), prediction, saved)
-        except PatchdxError as exc:
-            outcome = _Failed(i, item.label, str(exc))
-        outcomes.append(outcome)
-        yield Progress(i + 1, n, f"[{i + 1}/{n}] {item.label}", partial=outcome)
-    return outcomes
+    index: int
+    source: str
+    message: str
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -293,7 +137,7 @@ class InferenceWidget(Container):
     refresh_interval: float = 0.5
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        from ..training import available_devices
+        from ..devices import available_devices
 
         self.viewer = viewer
         self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
@@ -330,7 +174,7 @@ class InferenceWidget(Container):
         self.results: list[Any] | None = None
         self._track = "slides"
         self.live: dict[int, LiveHeatmap] = {}
-        self.failures: list[_Failed] = []
+        self.failures: list[Failure] = []
         self._table_rows: dict[str, list[float]] = {}
         self._table_classes: list[str] = []
         self.runner.run_button.changed.connect(self.run)
@@ -339,10 +183,10 @@ class InferenceWidget(Container):
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def _slide_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
+        return [layer.name for layer in layers_of_kind(self.viewer, "slide")]
 
     def _xray_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in _layers_of_kind(self.viewer, "cxr")]
+        return [layer.name for layer in layers_of_kind(self.viewer, "cxr")]
 
     def _refresh_choices(self, _: Any = None) -> None:
         self.slides.reset_choices()
@@ -354,7 +198,7 @@ class InferenceWidget(Container):
         value = widget.value
         return None if value is None or str(value) in ("", ".") else Path(value)
 
-    def _xray_from_layer(self, layer: Any) -> _Xray:
+    def _xray_from_layer(self, layer: Any) -> XrayInput:
         meta = layer.metadata.get("patchdx", {})
         spacing = meta.get("spacing")
         if spacing is None and not np.allclose(layer.scale[-2:], 1.0):
@@ -362,11 +206,11 @@ class InferenceWidget(Container):
         spacing_t = None if spacing is None else (float(spacing[0]), float(spacing[1]))
         path = meta.get("path")
         if path:
-            return _Xray(layer.name, Path(path), Path(path).name.split(".")[0], spacing_t)
+            return XrayInput(Path(path), file_name(path), layer.name, spacing_t)
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in layer.name).strip("_") or "x-ray"
-        return _Xray(layer.name, np.asarray(layer.data, dtype=np.float32), safe, spacing_t)
+        return XrayInput(np.asarray(layer.data, dtype=np.float32), safe, layer.name, spacing_t)
 
-    def _inputs(self, channels: int) -> tuple[list[Path], list[_Xray]]:
+    def _inputs(self, channels: int) -> tuple[list[Path], list[XrayInput]]:
         """(slides, X-rays) to run: the folder's (those the checkpoint takes), or the chosen layers."""
         folder = self._path_value(self.folder)
         if folder is not None:
@@ -375,7 +219,7 @@ class InferenceWidget(Container):
             if channels == 3:
                 return [p for p, _ in slides_in_folder(folder)], []
             files = sorted(p for p in folder.iterdir() if p.is_file() and detect_kind(p) == "cxr")
-            return [], [_Xray(p.name, p, p.name.split(".")[0], None) for p in files]
+            return [], [XrayInput(p, file_name(p), p.name) for p in files]
         slides = [
             Path(self.viewer.layers[name].metadata["patchdx"]["path"])
             for name in self.slides.value
@@ -388,7 +232,7 @@ class InferenceWidget(Container):
 
     def _plan(self) -> _Plan:
         """Check the inputs before anything runs; raises PatchdxError with a message for the user."""
-        from ..models import read_checkpoint_meta
+        from ..models.checkpoint import read_checkpoint_meta
 
         checkpoints = [Path(p) for p in (self.checkpoints.value or ()) if str(p) not in ("", ".")]
         if not checkpoints:
@@ -437,7 +281,7 @@ class InferenceWidget(Container):
 
     def run(self) -> None:
         """Check the inputs and start inference in a worker (errors go to the status line and a notification)."""
-        from ..training import resolve_device
+        from ..devices import resolve_device
 
         if self.runner.worker is not None:
             return
@@ -452,7 +296,11 @@ class InferenceWidget(Container):
         self.live = {}
         self.failures = []
         self.summary.value = ""
+        self._outcomes: dict[int, Any] = {}
+        self._n = len(plan.inputs)
         if plan.track == "slides":
+            from ..inference.distributed_heatmaps import heatmaps_job
+
             kwargs = {
                 "device": device,
                 "tta": bool(self.tta.value),
@@ -460,34 +308,32 @@ class InferenceWidget(Container):
                 "batch_size": int(self.batch_size.value),
                 "resume": bool(self.resume.value),
             }
-            self.runner.start(
-                lambda: slides_job(plan.inputs, plan.checkpoints, plan.out_dir, **kwargs),
-                self._on_done,
-                self._on_partial,
-            )
+            factory = lambda: heatmaps_job(plan.inputs, plan.checkpoints, plan.out_dir, **kwargs)  # noqa: E731
         else:
+            from ..inference.xray_job import predict_xrays_job
+
             self._table_rows = {}
             self._table_classes = []
-            self.runner.start(
-                lambda: xrays_job(plan.inputs, plan.checkpoints[0], plan.out_dir, device=device),
-                self._on_done,
-                self._on_partial,
-            )
+            factory = lambda: predict_xrays_job(plan.inputs, plan.checkpoints[0], plan.out_dir, device=device)  # noqa: E731
+        self._labels = [p.name if isinstance(p, Path) else p.shown for p in plan.inputs]
+        self.runner.start(factory, self._on_done, self._on_partial, on_error=self._on_error)
 
     def _on_partial(self, report: Progress) -> None:
         part = report.partial
-        if isinstance(part, _SlideStart):
-            self._start_heatmap(part)
-        elif isinstance(part, _SlideRows):
-            live = self.live.get(part.index)
-            if live is not None and live.layer in self.viewer.layers:
-                live.update(part.row0, part.block)
-        elif isinstance(part, _SlideDone):
-            self._finish_heatmap(part)
-        elif isinstance(part, _XrayDone):
-            self._show_cams(part)
-        elif isinstance(part, _Failed):
-            self.failures.append(part)
+        if not isinstance(part, ItemReport):
+            return
+        if part.kind == "partial":
+            self._show_rows(part.index, part.value)
+        elif part.kind == "failed":
+            failure = Failure(part.index, self._labels[part.index], str(part.value))
+            self.failures.append(failure)
+            self._outcomes[part.index] = failure
+        elif self._track == "slides":
+            self._outcomes[part.index] = part.value
+            self._finish_heatmap(part.index, part.value)
+        else:
+            self._outcomes[part.index] = part.value
+            self._show_cams(part.value)
 
     def _replace_own(self, kind: str, match: Callable[[dict[str, Any], Any], bool]) -> None:
         """Remove this plugin's earlier result layers of ``kind`` that ``match`` (a re-run replaces them)."""
@@ -496,29 +342,36 @@ class InferenceWidget(Container):
             if meta.get("kind") == kind and match(meta, layer):
                 self.viewer.layers.remove(layer)
 
-    def _start_heatmap(self, part: _SlideStart) -> None:
-        name = f"{_stem(part.slide)} heatmap"
-        self._replace_own("heatmap", lambda meta, layer: layer.name == name)
-        empty = np.full(part.grid.shape, np.nan, dtype=np.float32)
-        (layer,) = add_layers(self.viewer, [heatmap_layer(empty, part.grid, name=name, slide=part.slide)])
-        self.live[part.index] = LiveHeatmap(layer, self.refresh_interval)
+    def _show_rows(self, index: int, rows: HeatmapRows) -> None:
+        """Heatmap rows of slide ``index``: its layer is inserted (NaN-filled, on the job's grid) with the first."""
+        live = self.live.get(index)
+        if live is None:
+            name = f"{file_name(rows.slide)} heatmap"
+            self._replace_own("heatmap", lambda meta, layer: layer.name == name)
+            empty = np.full(rows.grid.shape, np.nan, dtype=np.float32)
+            (layer,) = add_layers(self.viewer, [heatmap_layer(empty, rows.grid, name=name, slide=rows.slide)])
+            live = self.live[index] = LiveHeatmap(layer, self.refresh_interval)
+        if live.layer in self.viewer.layers:
+            live.update(rows.row0, rows.block)
 
-    def _finish_heatmap(self, part: _SlideDone) -> None:
-        live = self.live.get(part.index)
-        if live is None or live.layer not in self.viewer.layers:  # removed while running: show the result again
+    def _finish_heatmap(self, index: int, result: HeatmapResult) -> None:
+        live = self.live.get(index)
+        if live is None or live.layer not in self.viewer.layers:  # loaded, or removed while running: show it
+            name = f"{file_name(result.slide)} heatmap"
+            self._replace_own("heatmap", lambda meta, layer: layer.name == name)
             data, kwargs, kind = heatmap_layer(
-                part.result.heatmap, part.result.grid, slide=part.result.slide, path=part.result.path,
-                unreadable=part.result.unreadable,
+                result.heatmap, result.grid, name=name, slide=result.slide, path=result.path,
+                unreadable=result.unreadable,
             )  # fmt: skip
             (layer,) = add_layers(self.viewer, [(data, kwargs, kind)])
-            live = self.live[part.index] = LiveHeatmap(layer, self.refresh_interval)
+            self.live[index] = LiveHeatmap(layer, self.refresh_interval)
             return
-        live.finish(part.result)
+        live.finish(result)
 
-    def _show_cams(self, part: _XrayDone) -> None:
-        label = part.item.label
+    def _show_cams(self, part: XrayOutcome) -> None:
+        label = part.input.shown
         self._replace_own("cam", lambda meta, layer: meta.get("image") == label)
-        add_layers(self.viewer, cam_layers(part.prediction, name=label, spacing=part.item.spacing, path=part.path))
+        add_layers(self.viewer, cam_layers(part.prediction, name=label, spacing=part.input.spacing, path=part.path))
         classes = [str(c) for c in part.prediction.classes]
         if classes != self._table_classes:
             self._table_classes = classes
@@ -532,14 +385,19 @@ class InferenceWidget(Container):
         self.probabilities.visible = True
 
     def _on_done(self, outcomes: list[Any]) -> None:
-        self.results = outcomes
-        done = [o for o in outcomes if not isinstance(o, _Failed)]
-        failed = [o for o in outcomes if isinstance(o, _Failed)]
+        self._finish_run()
+
+    def _on_error(self, exc: Exception) -> None:
+        self._finish_run()
+
+    def _finish_run(self) -> None:
+        """The run ended: :attr:`results` holds each input's outcome (a result or a :class:`Failure`), in order."""
+        self.results = [self._outcomes[i] for i in sorted(self._outcomes)]
+        done = [o for o in self.results if not isinstance(o, Failure)]
         what = "slide heatmap" if self._track == "slides" else "chest X-ray"
         text = f"{len(done)} {what}{'s' if len(done) != 1 else ''} done"
-        if failed:
-            text += f", {len(failed)} failed"
-            self._fail("; ".join(f.message for f in failed))
-        self.summary.value = text  # the outcome; the status line only says the run ended
-        if not failed:
+        if self.failures:
+            text += f", {len(self.failures)} failed"
+        self.summary.value = text  # the outcome; the status line says how the run ended
+        if not self.failures and not self.runner.status.value.startswith("error"):
             self.runner.status.value = "finished"

@@ -47,7 +47,8 @@ class PipelineWidget(Container):
     def run(self) -> None:
         """Validate the configuration (errors are shown at once, before any work) and start the run in a worker."""
         from ..errors import PatchdxError
-        from ..pipeline import RunConfig, run_job
+        from ..pipeline.config import RunConfig
+        from ..pipeline.runner import run_job
 
         path = _path(self.config)
         if path is None:
@@ -74,7 +75,7 @@ class PipelineWidget(Container):
         )
 
     def _on_done(self, result: Any) -> None:
-        from ..pipeline import headline
+        from ..pipeline.results import headline
 
         self.result = result
         self.stages.value = ", ".join(f"{stage} {action}" for stage, action in result.stages.items())

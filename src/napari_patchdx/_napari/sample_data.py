@@ -24,7 +24,7 @@ def sample_slide() -> list[LayerData]:
 
     Generated once (deterministically) into the user cache folder, then opened through the plugin's reader.
     """
-    from ..synth.wsi import make_slide
+    from ..synth.wsi.slide import make_slide
 
     path = _cache_dir() / f"sample_slide_v{SAMPLE_VERSION}.tif"
     if not path.is_file():
@@ -34,8 +34,8 @@ def sample_slide() -> list[LayerData]:
 
 def sample_cxr() -> list[LayerData]:
     """A 1024 x 1024 synthetic chest X-ray (about 0.4 mm/px) with a nodule and a pleural effusion, and their boxes."""
-    from ..io.cxr import CxrImage
-    from ..synth.cxr import render_cxr
+    from ..io.cxr.read import CxrImage
+    from ..synth.cxr.render import render_cxr
 
     image, lesions, info = render_cxr(11, size=1024, lesions=("nodule", "pleural_effusion"))
     spacing = (float(info["spacing_mm"][0]), float(info["spacing_mm"][1]))

@@ -22,7 +22,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 
 from ..errors import ConfigError
-from ..io.annotations import AnnotationSet
+from ..io.annotations.model import AnnotationSet
 from ..io.detect import annotations_beside, slides_in_folder
 from ..layerdata import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
@@ -30,11 +30,12 @@ from .viewer import add_layers
 from .writers import shapes_to_annotations
 
 
-def _layers_of_kind(viewer: napari.Viewer, kind: str) -> list[Any]:
+def layers_of_kind(viewer: napari.Viewer, kind: str) -> list[Any]:
+    """The viewer's layers that this plugin made or read as ``kind`` (``layer.metadata["patchdx"]["kind"]``)."""
     return [layer for layer in viewer.layers if layer.metadata.get("patchdx", {}).get("kind") == kind]
 
 
-def _truth_layer_names(viewer: napari.Viewer) -> list[str]:
+def truth_layer_names(viewer: napari.Viewer) -> list[str]:
     """Shapes layers that can hold ground-truth annotations (not the patch or lesion boxes the widgets draw)."""
     return [
         layer.name
@@ -47,7 +48,7 @@ def _truth_layer_names(viewer: napari.Viewer) -> list[str]:
 def _hold_out(slides: list[tuple[Path, Path | None]]) -> dict[str, str]:
     """Slide stem -> "train" / "val": about a quarter held out for validation, stratified by ground truth, with at
     least one tumour slide on each side (balanced sampling needs tumour in both). Raises ConfigError otherwise."""
-    from ..sampling.balanced import assign_splits
+    from ..sampling.splits import assign_splits
 
     tumour = [p.stem for p, a in slides if a is not None]
     if len(tumour) < 2:
@@ -78,8 +79,16 @@ class JobRunner(Container):
         self._graceful = False
         self.stop_button.changed.connect(self.stop)
 
-    def start(self, job_factory: Any, on_done: Any, on_partial: Any = None, graceful_stop: bool = False) -> None:
-        """Start ``job_factory()`` in a thread worker; ``on_done(result)`` and ``on_partial(report)`` run on the UI.
+    def start(
+        self,
+        job_factory: Any,
+        on_done: Any,
+        on_partial: Any = None,
+        graceful_stop: bool = False,
+        on_error: Any = None,
+    ) -> None:
+        """Start ``job_factory()`` in a thread worker; ``on_done(result)``, ``on_partial(report)`` and
+        ``on_error(exception)`` (after the status line and a notification show it) run on the UI.
 
         With ``graceful_stop`` the job polls :attr:`stop_requested` itself (and returns normally, e.g. after saving
         a resumable checkpoint); otherwise Stop quits the worker at the job's next progress report.
@@ -98,6 +107,8 @@ class JobRunner(Container):
             self.status.value = f"error: {exc}"
             self.progress.value = 0
             show_error(f"napari-patchdx: {exc}")
+            if on_error is not None:
+                on_error(exc)
 
         # connected at creation: a worker created without an `errored` handler also re-raises the job's error in a
         # Qt slot, which aborts a PyQt process that has no napari exception hook (scripts, embedding)
@@ -181,10 +192,10 @@ class SamplePatchesWidget(Container):
         viewer.layers.events.removed.connect(self._refresh)
 
     def _slide_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
+        return [layer.name for layer in layers_of_kind(self.viewer, "slide")]
 
     def _truth_names(self, _: Any = None) -> list[str]:
-        return _truth_layer_names(self.viewer)
+        return truth_layer_names(self.viewer)
 
     def _refresh(self, _: Any = None) -> None:
         self.slides.reset_choices()
@@ -217,7 +228,8 @@ class SamplePatchesWidget(Container):
 
     def run(self) -> None:
         """Start sampling in a worker: slides (layers or a folder), or a chest X-ray cohort folder (labels.csv)."""
-        from ..sampling.balanced import PatchGeometry, sample_cxr_job, sample_slides_job
+        from ..sampling.job import sample_cxr_job, sample_slides_job
+        from ..sampling.patches import PatchGeometry
 
         cxr_root = self._cxr_folder()
         if cxr_root is not None:
@@ -247,7 +259,7 @@ class SamplePatchesWidget(Container):
         self.runner.start(lambda: sample_slides_job(pairs, **kwargs), self._on_done, self._on_partial)
 
     def _on_partial(self, report: Progress) -> None:
-        from ..sampling.tissue import TissueMask
+        from ..sampling.tissue_mask import TissueMask
 
         if isinstance(report.partial, TissueMask):  # show each slide's tissue mask as soon as it is known
             stem = Path(str(report.partial.source)).stem
@@ -257,7 +269,7 @@ class SamplePatchesWidget(Container):
             add_layers(self.viewer, [tissue_layer(report.partial, name=name)])
 
     def _on_done(self, table: Any) -> None:
-        from ..io.slides import open_slide
+        from ..io.slides.open import open_slide
 
         self.table = table
         n_pos = int((table["label"] > 0).sum())
@@ -279,7 +291,7 @@ class SamplePatchesWidget(Container):
     def _show_cxr_boxes(self, table: Any, classes: list[str]) -> None:
         import numpy as np
 
-        for layer in _layers_of_kind(self.viewer, "cxr"):
+        for layer in layers_of_kind(self.viewer, "cxr"):
             rows = table[table["slide"] == layer.metadata["patchdx"].get("path")]
             if rows.empty:
                 continue
@@ -295,8 +307,8 @@ class SamplePatchesWidget(Container):
 
     def export(self) -> None:
         """Save the last table (CSV or Parquet by suffix) and optionally patch PNGs beside it."""
-        from ..sampling.balanced import write_patch_table
         from ..sampling.datasets import export_patch_images
+        from ..sampling.tables import write_patch_table
 
         if self.table is None:
             show_info("napari-patchdx: sample patches first")
@@ -317,8 +329,8 @@ class TrainWidget(Container):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        from ..models import ARCHITECTURES
-        from ..training import available_devices
+        from ..devices import available_devices
+        from ..models.nets import ARCHITECTURES
 
         self.viewer = viewer
         self.source = ComboBox(
@@ -368,10 +380,10 @@ class TrainWidget(Container):
         viewer.layers.events.removed.connect(lambda _=None: self.slides.reset_choices())
 
     def _slide_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in _layers_of_kind(self.viewer, "slide")]
+        return [layer.name for layer in layers_of_kind(self.viewer, "slide")]
 
     def _data(self) -> tuple[str, Any]:
-        from ..training import TrainData
+        from ..training.inputs import TrainData
 
         source = str(self.source.value)
         if source == "X-ray cohort folder":
@@ -387,7 +399,8 @@ class TrainWidget(Container):
 
     def run(self) -> None:
         """Start training in a worker; curves update after every epoch."""
-        from ..training import TrainConfig, train_job
+        from ..training.config import TrainConfig
+        from ..training.job import train_job
 
         try:
             track, data = self._data()

@@ -12,7 +12,7 @@ import numpy as np
 from .._fsutil import atomic_write_text
 from ..errors import ConfigError
 from ..geometry import Grid, world_to_level0
-from ..io.detect import CAM_FORMAT, HEATMAP_FORMAT, float_map_sidecar
+from ..io.names import CAM_FORMAT, HEATMAP_FORMAT, float_map_sidecar
 
 
 def shapes_to_annotations(data: list[np.ndarray], attributes: dict[str, Any]) -> Any:
@@ -24,7 +24,7 @@ def shapes_to_annotations(data: list[np.ndarray], attributes: dict[str, Any]) ->
     as micrometres) or ``metadata["patchdx"]["frame"] = "world_px"`` (world coordinates are level-0 pixels);
     otherwise the layer is refused rather than written at a wrong scale.
     """
-    from ..io.annotations import from_layer_data
+    from ..layerdata.shapes import from_layer_data
 
     meta = (attributes.get("metadata") or {}).get("patchdx", {})
     name = attributes.get("name", "shapes")
@@ -51,14 +51,14 @@ def shapes_to_annotations(data: list[np.ndarray], attributes: dict[str, Any]) ->
 
 def write_asap_xml(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """npe2 single-layer writer: a Shapes layer as ASAP / CAMELYON16 XML."""
-    from ..io.annotations import write_asap_xml as _write
+    from ..io.annotations.asap import write_asap_xml as _write
 
     return [str(_write(shapes_to_annotations(data, attributes), Path(path)))]
 
 
 def write_geojson(path: str, data: Any, attributes: dict[str, Any]) -> list[str]:
     """npe2 single-layer writer: a Shapes layer as QuPath GeoJSON."""
-    from ..io.annotations import write_geojson as _write
+    from ..io.annotations.geojson import write_geojson as _write
 
     return [str(_write(shapes_to_annotations(data, attributes), Path(path)))]
 

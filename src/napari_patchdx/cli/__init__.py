@@ -22,35 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
 from ..errors import ConfigError, PatchdxError
+from ..versions import __version__
+from .bar import drive
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class UsageError(Exception):
     """A command-line usage problem found after parsing (exit code 2)."""
-
-
-def drive(job: Any, desc: str = "", *, leave: bool = True) -> Any:
-    """Run a job (a generator of :class:`~napari_patchdx.progress.Progress`) under a tqdm progress bar on stderr;
-    returns its result."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=0, desc=desc, leave=leave, dynamic_ncols=True, bar_format="{l_bar}{bar}| {elapsed} {postfix}")
-    try:
-        while True:
-            try:
-                report = next(job)
-            except StopIteration as stop:
-                return stop.value
-            if report.total and bar.total != report.total:
-                bar.total = report.total
-            bar.n = min(report.done, report.total) if report.total else report.done
-            bar.set_postfix_str(report.message[:70], refresh=False)
-            bar.refresh()
-    finally:
-        bar.close()
 
 
 def _is_config(inputs: Sequence[str]) -> bool:
@@ -76,7 +56,7 @@ def _print_result(result: Any) -> None:
         print(f"  {stage:<9} {action}{f' ({seconds:.1f} s)' if seconds is not None else ''}")
     for note in result.notes:
         print(f"note: {note}")
-    from ..pipeline import headline
+    from ..pipeline.results import headline
 
     shown = headline(result.metrics)
     if shown:
@@ -110,7 +90,9 @@ def _sample(args: argparse.Namespace) -> int:
         return _stage_on_config("sample", args)
     if not args.out:
         raise UsageError("sample: give a configuration file, or input slides / a cohort folder with --out TABLE")
-    from ..sampling.balanced import PatchGeometry, sample_cxr_job, sample_slides_job, write_patch_table
+    from ..sampling.job import sample_cxr_job, sample_slides_job
+    from ..sampling.patches import PatchGeometry
+    from ..sampling.tables import write_patch_table
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
@@ -193,7 +175,7 @@ def _infer(args: argparse.Namespace) -> int:
         else:
             raise InputFileError(path, "no such file" if not path.exists() else "not a slide or chest X-ray we read")
     if slides:
-        from ..distributed import heatmaps_job
+        from ..inference.distributed_heatmaps import heatmaps_job
 
         job = heatmaps_job(
             slides,
@@ -212,23 +194,12 @@ def _infer(args: argparse.Namespace) -> int:
     if xrays:
         if len(args.checkpoint) > 1:
             raise UsageError("infer: chest X-rays are predicted with one checkpoint")
-        from ..inference import cxr_predict, save_cxr_prediction
-        from ..models import load_checkpoint
-        from ..training import resolve_device
+        from ..devices import resolve_device
+        from ..inference.xray_job import predict_xrays_job
 
         device = str(resolve_device(args.device))
-        model, meta = load_checkpoint(args.checkpoint[0], device=device)
-
-        def job() -> Any:
-            from ..progress import Progress
-
-            for k, path in enumerate(xrays):
-                prediction = cxr_predict([path], model, meta, device=device)[0]
-                written = save_cxr_prediction(prediction, out)
-                yield Progress(k + 1, len(xrays), f"wrote {written.name}")
-
-        drive(job(), "X-rays")
-        print(f"wrote {len(xrays)} prediction(s) to {out}")
+        outcomes = drive(predict_xrays_job(xrays, args.checkpoint[0], out, device=device), "X-rays")
+        print(f"wrote {len(outcomes)} prediction(s) to {out}")
     return 0
 
 
@@ -263,21 +234,16 @@ def _evaluate(args: argparse.Namespace) -> int:
             raise UsageError("evaluate --cams DIR needs --cohort DIR (labels.csv, lesions.csv)")
         thresholds = None
         if args.checkpoint:
-            from ..models import read_checkpoint_meta
+            from ..models.checkpoint import checkpoint_thresholds
 
-            meta = read_checkpoint_meta(args.checkpoint)
-            thresholds = {
-                str(c): float(v)
-                for c, v in zip(meta.get("classes") or [], meta.get("thresholds") or [], strict=False)
-                if v is not None
-            }
+            thresholds = checkpoint_thresholds(args.checkpoint)
         job = ev.evaluate_cxr_job(
             args.cams, args.cohort, args.out, images=args.inputs or None, thresholds=thresholds, n_boot=args.n_boot
         )
     else:
         raise UsageError("evaluate: give --heatmaps DIR (slides) or --cams DIR (X-rays)")
     metrics = drive(job, "evaluate")
-    from ..pipeline import headline
+    from ..pipeline.results import headline
 
     shown = headline(metrics)
     if shown:
@@ -287,7 +253,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from ..reporting import build_report
+    from ..reporting.build import build_report
 
     runs = [Path(r) for r in args.runs]
     for run in runs:
@@ -310,7 +276,8 @@ def _synth(args: argparse.Namespace) -> int:
     out = Path(args.out)
     t0 = time.perf_counter()
     if args.kind == "wsi":
-        from ..synth.wsi import make_slide, make_wsi_cohort
+        from ..synth.wsi.cohort import make_wsi_cohort
+        from ..synth.wsi.slide import make_slide
 
         if args.large:
             size = args.size or 100_000
@@ -332,7 +299,7 @@ def _synth(args: argparse.Namespace) -> int:
             )
             print(f"wrote {len(cohort.slides)} slides and {cohort.csv} to {out}")
     else:
-        from ..synth.cxr import make_cxr_cohort
+        from ..synth.cxr.cohort import make_cxr_cohort
 
         n = args.n if args.n is not None else 40
         cohort = make_cxr_cohort(out, n=n, seed=args.seed, size=args.size or 1024, dicom=not args.no_dicom)
@@ -350,17 +317,17 @@ def _info(args: argparse.Namespace) -> int:
         path = Path(raw)
         kind = detect_kind(path)
         if kind == "slide":
-            from ..io.slides import open_slide
+            from ..io.slides.open import open_slide
 
             with open_slide(path, mpp=args.mpp) as slide:
                 summary = slide.metadata()
         elif kind == "cxr":
-            from ..io.cxr import read_cxr
+            from ..io.cxr.read import read_cxr
 
             cxr = read_cxr(path)
             summary = {"path": str(path), "shape": list(cxr.image.shape), "spacing_mm": cxr.spacing, **cxr.meta}
         elif kind == "annotations":
-            from ..io.annotations import read_annotations
+            from ..io.annotations.read import read_annotations
 
             ann = read_annotations(path)
             labels: dict[str, int] = {}
@@ -384,7 +351,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _froc(args: argparse.Namespace) -> int:
-    from ..evaluation import froc_from_dirs
+    from ..evaluation.froc_dirs import froc_from_dirs
 
     result = froc_from_dirs(
         args.detections,
@@ -591,4 +558,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("napari-patchdx: interrupted", file=sys.stderr)
         return 130
-

@@ -22,12 +22,14 @@ a few epochs): the demo shows the whole workflow, not the methods' best numbers.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fsutil import atomic_write_text
+from ..jsonvalues import write_json
 
 __all__ = ["DEMO", "QUICK", "DemoSizes", "run_demo"]
 
@@ -122,7 +124,7 @@ RUNS = ("slides", "cxr-curriculum", "cxr-baseline")
 
 def demo_configs(out: Path, seed: int = 0, sizes: DemoSizes = DEMO) -> dict[str, Any]:
     """The three pipeline configurations of the demo (``RunConfig`` objects keyed by run name)."""
-    from ..pipeline import RunConfig
+    from ..pipeline.config import RunConfig
 
     data, runs = out / "data", out / "runs"
     common = {"seed": seed, "evaluate": {"n_boot": sizes.n_boot}}
@@ -163,11 +165,11 @@ def run_demo(out: Path, view: bool = False, seed: int = 0, sizes: DemoSizes = DE
         seed: seeds the cohorts, the splits and the training.
         sizes: cohort and training sizes (:data:`DEMO`; :data:`QUICK` for a fast check).
     """
-    from ..pipeline import run_job
-    from ..reporting import build_report
-    from ..synth.cxr import make_cxr_cohort
-    from ..synth.wsi import make_wsi_cohort
-    from . import drive
+    from ..pipeline.runner import run_job
+    from ..reporting.build import build_report
+    from ..synth.cxr.cohort import make_cxr_cohort
+    from ..synth.wsi.cohort import make_wsi_cohort
+    from .bar import drive
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -210,21 +212,15 @@ def run_demo(out: Path, view: bool = False, seed: int = 0, sizes: DemoSizes = DE
         "sizes": asdict(sizes),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
-    atomic_write_text(out / "metrics.json", json.dumps(_plain(summary), indent=2, allow_nan=False) + "\n")
+    write_json(out / "metrics.json", summary)
     _print_summary(summary)
     print(f"\nmetrics: {out / 'metrics.json'}")
     print(f"report:  {report}")
     if view:  # pragma: no cover - interactive
-        from .._napari.viewer import show_layers
-
-        layers = []
-        for name, result in results.items():
-            for data, kwargs, kind in result.layers():
-                what = kwargs["metadata"]["patchdx"]["kind"]
-                if name == "cxr-baseline" and what in ("cxr", "boxes"):
-                    continue  # the same X-rays and boxes as the curriculum run's: only its CAMs are new
-                layers.append((data, {**kwargs, "name": f"{name}: {kwargs.get('name', '')}"}, kind))
-        show_layers(layers, title="napari-patchdx demo")
+        # napari runs in its own process: the command line never imports napari or Qt
+        runs = [str(r.run_dir) for r in results.values()]
+        command = [sys.executable, "-m", "napari_patchdx._napari.viewer", *runs, "--title", "napari-patchdx demo"]
+        subprocess.run(command, check=False)
     return summary
 
 
@@ -261,16 +257,6 @@ def compare(curriculum: dict[str, Any], baseline: dict[str, Any]) -> dict[str, d
     keys = [k for k in a if k in b and not k.endswith((".lo", ".hi"))]
     chosen = [k for k in keys if k.startswith(_COMPARED)] or keys
     return {key: {"curriculum": a[key], "baseline": b[key], "difference": a[key] - b[key]} for key in chosen}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return value
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

@@ -7,17 +7,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from .names import ANNOTATION_SUFFIXES as NAMED_ANNOTATION_SUFFIXES
+from .names import CAM_FORMAT, HEATMAP_FORMAT, annotation_candidates, float_map_name, float_map_sidecar
+
 SLIDE_SUFFIXES = frozenset({".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 CXR_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
-ANNOTATION_SUFFIXES = frozenset({".xml", ".geojson"})
+ANNOTATION_SUFFIXES = frozenset(NAMED_ANNOTATION_SUFFIXES)
 
-#: float maps (heatmaps, CAMs) are ``<name>.ome.tif`` (or ``.ome.tiff``) with their sidecar ``<name>.json``
-FLOAT_MAP_SUFFIXES = (".ome.tif", ".ome.tiff")
-#: the ``format`` of a heatmap sidecar (the same string as :data:`napari_patchdx.inference.HEATMAP_FORMAT`)
-HEATMAP_FORMAT = "napari-patchdx-heatmap"
-#: the ``format`` of a CAM sidecar (the same string as :data:`napari_patchdx.inference.CAM_FORMAT`)
-CAM_FORMAT = "napari-patchdx-cam"
 #: sidecars are small JSON files; anything larger is not read when routing
 _SIDECAR_MAX_BYTES = 64 * 1024 * 1024
 
@@ -32,7 +29,7 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
     has the heatmap / CAM ``format``. Other ``.tif`` / ``.tiff`` go to the slide reader when the file is a tiled
     pyramid and to the chest X-ray reader otherwise; ``.xml`` is claimed only when it is an ASAP annotation file.
     """
-    from .slides import is_pyramidal_tiff
+    from .slides.open import is_pyramidal_tiff
 
     try:
         p = Path(path)
@@ -54,24 +51,6 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
     except Exception:
         return None
     return None
-
-
-def float_map_name(path: str | os.PathLike[str]) -> str | None:
-    """``<name>`` of a ``<name>.ome.tif`` / ``<name>.ome.tiff`` file (case-insensitive suffix), else None."""
-    text = Path(path).name
-    lower = text.lower()
-    for suffix in FLOAT_MAP_SUFFIXES:
-        if lower.endswith(suffix) and len(text) > len(suffix):
-            return text[: -len(suffix)]
-    return None
-
-
-def float_map_sidecar(path: str | os.PathLike[str]) -> Path | None:
-    """The JSON sidecar ``<name>.json`` beside a float map ``<name>.ome.tif`` (whether it exists or not), or None
-    when ``path`` is not named like a float map. This is where :mod:`napari_patchdx.inference` writes the heatmap and
-    CAM sidecars (``<slide>.heatmap.json``, ``<image>.cam.json``) and where the napari writer puts them."""
-    name = float_map_name(path)
-    return None if name is None else Path(path).with_name(f"{name}.json")
 
 
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -108,9 +87,9 @@ def float_map_kind(path: str | os.PathLike[str]) -> Literal["heatmap", "cam"] | 
 
 
 def annotations_beside(slide: str | os.PathLike[str]) -> Path | None:
-    """The ground truth that sits beside a slide: ``<stem>.xml``, else ``<stem>.geojson``, else None."""
-    path = Path(slide)
-    return next((path.with_suffix(s) for s in (".xml", ".geojson") if path.with_suffix(s).is_file()), None)
+    """The ground truth that sits beside a slide (:func:`napari_patchdx.io.names.annotation_candidates`: ``<name>.xml``,
+    else ``<name>.geojson``), or None."""
+    return next((p for p in annotation_candidates(slide) if p.is_file()), None)
 
 
 def slides_in_folder(folder: str | os.PathLike[str]) -> list[tuple[Path, Path | None]]:

@@ -21,8 +21,9 @@ import numpy as np
 
 from ..errors import InputFileError
 from ..geometry import Grid, napari_transform, vector_transform
-from ..io.annotations import AnnotationSet, read_annotations, to_layer_data
-from ..io.cxr import CxrImage, read_cxr
+from ..io.annotations.model import AnnotationSet
+from ..io.annotations.read import read_annotations
+from ..io.cxr.read import CxrImage, read_cxr
 from ..io.detect import (
     CAM_FORMAT,
     HEATMAP_FORMAT,
@@ -34,7 +35,11 @@ from ..io.detect import (
     float_map_sidecar,
     read_sidecar,
 )
-from ..io.slides import Slide, open_slide
+from ..io.names import file_name
+from ..io.slides.base import Slide
+from ..io.slides.open import open_slide
+from ..jsonvalues import json_value
+from .shapes import to_layer_data
 
 LayerData = tuple[Any, dict[str, Any], str]
 
@@ -122,7 +127,7 @@ def cxr_layer(cxr: CxrImage, name: str | None = None) -> LayerData:
                 "kind": "cxr",
                 "path": str(cxr.path) if cxr.path else None,
                 "spacing": None if spacing is None else [float(s) for s in spacing],
-                **_jsonable(cxr.meta),
+                **_display_meta(cxr.meta),
             }
         },
     }
@@ -158,16 +163,10 @@ def boxes_layer(
     return data, kwargs, "shapes"
 
 
-def _jsonable(meta: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in meta.items():
-        if isinstance(v, str | int | float | bool) or v is None:
-            out[k] = v
-        elif isinstance(v, list | tuple):
-            out[k] = [x if isinstance(x, str | int | float | bool) else str(x) for x in v]
-        else:
-            out[k] = str(v)
-    return out
+def _display_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A reader's header fields as plain data for napari layer metadata (display only, not written to a file):
+    :func:`~napari_patchdx.jsonvalues.json_value`, with any value JSON cannot hold shown as its ``str()``."""
+    return json_value(dict(meta), "cxr meta", fallback=str)
 
 
 def layers_for_paths(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]:
@@ -353,7 +352,7 @@ def heatmap_layer(
     if slide is not None:
         slide_path = str(slide.path) if isinstance(slide, Slide) else str(slide)
     if name is None:
-        name = f"{_stem(Path(slide_path))} heatmap" if slide_path else "heatmap"
+        name = f"{file_name(slide_path)} heatmap" if slide_path else "heatmap"
     kwargs: dict[str, Any] = {
         "name": name,
         "colormap": HEATMAP_COLORMAP,
@@ -450,7 +449,7 @@ def cam_layers(
         )
     source = getattr(prediction, "source", None)
     if name is None:
-        name = _stem(Path(source)) if source is not None else "x-ray"
+        name = file_name(source) if source is not None else "x-ray"
     top = int(np.argmax(probabilities)) if probabilities else 0
     everything = dict(zip(classes, probabilities, strict=True))
     layers: list[LayerData] = []
@@ -556,12 +555,3 @@ def _cam_spacing(side: dict[str, Any], source: Path | None) -> tuple[float, floa
             f"{source}: pixel spacing not read ({exc}); the CAMs are shown in pixels", UserWarning, stacklevel=3
         )
         return None
-
-
-def _stem(path: Path) -> str:
-    """A file's name without its suffixes' tail: ``x.ome.tif`` -> ``x``, ``x.svs`` -> ``x``."""
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem

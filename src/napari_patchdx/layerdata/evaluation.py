@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from ..evaluation import OUTCOME_COLORS, OUTCOMES, PointOutcomes, PointsTable
+from ..evaluation.outcomes import OUTCOME_COLORS, OUTCOMES, PointOutcomes
+from ..evaluation.points import PointsTable
 from ..geometry import Grid, vector_transform, world_to_level0
 
 __all__ = ["grid_from_layer", "outcome_points_layer", "points_from_layer"]

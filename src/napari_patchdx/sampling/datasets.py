@@ -24,7 +24,8 @@ from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .._fsutil import atomic_path
-from ..io.slides import Slide, open_slide
+from ..io.slides.base import Slide
+from ..io.slides.open import open_slide
 
 Transform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -94,7 +95,7 @@ def _open_image(path: str, mpp: float | None) -> Any:
 
     if detect_kind(path) == "slide":
         return open_slide(path, mpp=mpp)
-    from ..io.cxr import read_cxr
+    from ..io.cxr.read import read_cxr
 
     return read_cxr(path).image
 
@@ -166,7 +167,7 @@ class PatchTableDataset(Dataset):
     Slide patches are uint8 RGB (use :func:`to_float` on the batch), X-ray patches float32 gray.
 
     Args:
-        table: a patch table (see :mod:`napari_patchdx.sampling.balanced`).
+        table: a patch table (see :mod:`napari_patchdx.sampling.tables`).
         patch_size: side of the patches the model sees.
         transforms: augmentation ``f(image float32 HWC / HW in [0, 1], rng) -> image`` or None.
         seed: base seed of the augmentation randomness.

@@ -1,0 +1,327 @@
+"""Slide layout: where tissue sections, tumours, the exclusion region and pen strokes go (no pixels).
+
+:func:`make_slide_spec` draws a seeded :class:`~.data_model.SlideSpec`: tissue sections that fill the wanted
+fraction of the glass, a tumour layout inside them (macro-metastasis with an exclusion region, a pair closer
+than the merge distance, isolated-tumour-cell clusters, micro-metastases), pen strokes outside them, and the
+per-slide stain.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ...io.annotations.polygon import points_in_polygon, polygon_area
+from .data_model import MERGE_DISTANCE_UM, PEN_INKS, PenStroke, SlideSpec, StainParams
+from .noise import MASK64
+from .polygons import blob, dist_to_boundary, gap_at_least, inside_with_margin, polygon_extent, polygon_gap, ring
+
+_CAPSULE_UM = 30.0  # capsule thickness, micrometres
+
+# Reference stain vectors (optical density per unit concentration, R, G, B), after Macenko et al. 2009.
+_H_REF = np.array([0.5626, 0.7201, 0.4062])
+_E_REF = np.array([0.2159, 0.8012, 0.5581])
+
+
+class _LayoutError(RuntimeError):
+    pass
+
+
+def _random_stain(rng: np.random.Generator) -> StainParams:
+    def jitter(v: np.ndarray, s: float) -> np.ndarray:
+        w = np.clip(v + rng.normal(0.0, s, 3), 0.05, None)
+        return w / np.linalg.norm(w)
+
+    base = 240.0 + rng.normal(0.0, 2.0)
+    background = np.clip(base + rng.normal(0.0, 1.5, 3), 234.0, 246.0)
+    return StainParams(
+        hematoxylin=jitter(_H_REF, 0.04),
+        eosin=jitter(_E_REF, 0.04),
+        h_scale=float(rng.uniform(0.85, 1.15)),
+        e_scale=float(rng.uniform(0.8, 1.2)),
+        background=background,
+    )
+
+
+def _place_tissue(
+    rng: np.random.Generator, height: int, width: int, mpp: float, fraction: float
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    target = fraction * height * width
+    margin = 0.04 * min(height, width)
+    area_mm2 = target * mpp**2 * 1e-6
+    n_max = int(rng.choice([1, 2, 2, 3]))
+    n_max = min(n_max, 1 if area_mm2 < 2.0 else 2 if area_mm2 < 6.0 else 3)
+    capsule = _CAPSULE_UM / mpp
+    for n in range(n_max, 0, -1):
+        shares = rng.uniform(0.4, 1.0, n)
+        shares /= shares.sum()
+        for _attempt in range(60):
+            sections: list[np.ndarray] = []
+            inners: list[np.ndarray] = []
+            for share in sorted(shares, reverse=True):
+                aspect = rng.uniform(1.1, 1.7) if fraction < 0.5 else rng.uniform(1.0, 1.25)
+                th, r = blob(rng, 256, aspect=aspect, roughness=0.12, harmonics=7)
+                area1 = 0.5 * float(np.sum(r**2)) * (2 * math.pi / len(r))
+                r = r * math.sqrt(share * target / area1)
+                ok = False
+                for _try in range(80):
+                    ry, rx = float(np.abs(r * np.sin(th)).max()), float(np.abs(r * np.cos(th)).max())
+                    if 2 * (ry + margin) > height or 2 * (rx + margin) > width:
+                        break
+                    centre = (
+                        rng.uniform(ry + margin, height - ry - margin),
+                        rng.uniform(rx + margin, width - rx - margin),
+                    )
+                    poly = ring(centre, th, r)
+                    gap = 0.08 * math.sqrt(target)
+                    # separation checked on every 4th vertex (chord error << gap)
+                    if all(gap_at_least(poly[::4], other[::4], 1.05 * gap) for other in sections):
+                        sections.append(poly)
+                        inners.append(ring(centre, th, np.maximum(r - capsule, 0.3 * r)))
+                        ok = True
+                        break
+                if not ok:
+                    break
+            if len(sections) == n:
+                return sections, inners
+    raise _LayoutError(f"cannot fit tissue covering {fraction:.3f} of a {height} x {width} slide")
+
+
+class _TumourPlacer:
+    """Places tumour polygons inside tissue sections, clear of each other (level-0 px throughout)."""
+
+    def __init__(self, rng: np.random.Generator, sections: list[np.ndarray], mpp: float, sep_um: float) -> None:
+        self.rng = rng
+        self.sections = sections
+        self.um = 1.0 / mpp  # level-0 px per micrometre
+        self.margin = 20.0 * self.um  # from the tissue edge
+        self.sep = sep_um * self.um  # between unrelated tumours
+        areas = np.array([polygon_area(sec) for sec in sections])
+        self.probs = areas / areas.sum()
+        self.tumours: list[np.ndarray] = []
+        self.kinds: list[str] = []
+
+    def shape(self, extent_um: float, roughness: float, n: int, aspect_max: float) -> np.ndarray:
+        """A blob centred on (0, 0) whose longest extent is ``extent_um``."""
+        aspect = self.rng.uniform(1.0, aspect_max)
+        th, r = blob(self.rng, n, aspect=aspect, roughness=roughness, harmonics=6)
+        poly = ring((0.0, 0.0), th, r)
+        return poly * (extent_um * self.um / polygon_extent(poly))
+
+    def fits(self, poly: np.ndarray, section: np.ndarray) -> bool:
+        if not inside_with_margin(poly, section, self.margin):
+            return False
+        return all(gap_at_least(poly, t, self.sep) for t in self.tumours)
+
+    def section(self) -> np.ndarray:
+        return self.sections[int(self.rng.choice(len(self.sections), p=self.probs))]
+
+    def place(self, poly0: np.ndarray, section: np.ndarray, tries: int) -> np.ndarray | None:
+        lo, hi = section.min(axis=0), section.max(axis=0)
+        for _ in range(tries):
+            c = self.rng.uniform(lo, hi)
+            if points_in_polygon(c[None], section)[0] and self.fits(poly0 + c, section):
+                return poly0 + c
+        return None
+
+    def add(self, poly: np.ndarray, kind: str) -> None:
+        self.tumours.append(poly)
+        self.kinds.append(kind)
+
+    def pair(self, extent_um: float, gap_um: float, tries: int) -> bool:
+        """Two tumours whose edges are ``gap_um`` apart (one lesion in the CAMELYON16 protocol)."""
+        gap = gap_um * self.um
+        for _ in range(tries):
+            section = self.section()
+            a = self.place(self.shape(extent_um, 0.12, 128, 1.4), section, tries=40)
+            if a is None:
+                continue
+            b0 = self.shape(extent_um * self.rng.uniform(0.7, 1.0), 0.12, 128, 1.4) + a.mean(axis=0)
+            phi = self.rng.uniform(0.0, 2 * math.pi)
+            direction = np.array([math.sin(phi), math.cos(phi)])
+            near, far = 0.0, 2.5 * extent_um * self.um + gap
+            for _it in range(40):  # bisect the centre distance for the wanted edge gap
+                mid = 0.5 * (near + far)
+                if polygon_gap(a, b0 + mid * direction) < gap:
+                    near = mid
+                else:
+                    far = mid
+            b = b0 + far * direction
+            if self.fits(b, section) and 0 < polygon_gap(a, b) < 0.9 * MERGE_DISTANCE_UM * self.um:
+                self.add(a, "pair")
+                self.add(b, "pair")
+                return True
+        return False
+
+
+def _tumour_layout(
+    rng: np.random.Generator, sections: list[np.ndarray], mpp: float
+) -> tuple[list[np.ndarray], list[str], list[np.ndarray]]:
+    """Tumour polygons, their kinds, and the exclusion polygons (inside the first, the macro-metastasis).
+
+    Sizes scale with the largest tissue section (a macro-metastasis of up to 2 mm on big slides) and shrink
+    step by step until everything fits: the macro-metastasis holding an exclusion region, a pair 25-60 um
+    apart, one or two isolated-tumour-cell clusters (55-140 um), and up to two micro-metastases.
+    """
+    areas = [polygon_area(sec) for sec in sections]
+    main = sections[int(np.argmax(areas))]
+    size_um = math.sqrt(max(areas)) * mpp
+    for shrink in (1.0, 0.85, 0.7, 0.55, 0.45, 0.35):
+        placer = _TumourPlacer(rng, sections, mpp, sep_um=max(90.0, 150.0 * shrink))
+        um = placer.um
+        macro_um = float(np.clip(0.42 * size_um * shrink, 150.0, 2000.0))
+        macro = placer.place(placer.shape(macro_um, 0.16, 192, 1.5), main, tries=200)
+        if macro is None:
+            continue
+        placer.add(macro, "macro")
+        exclusion = None
+        for _ in range(100):
+            ex = placer.shape(0.28 * macro_um, 0.1, 64, 1.4) + macro.mean(axis=0)
+            ex = ex + rng.normal(0.0, 0.08 * macro_um * um, 2)
+            if inside_with_margin(ex, macro, 25.0 * um):
+                exclusion = ex
+                break
+        pair_um = float(np.clip(0.2 * size_um * shrink, 110.0, 700.0))
+        if exclusion is None or not placer.pair(pair_um, rng.uniform(25.0, 60.0), tries=60):
+            continue
+        n_itc = 0
+        for _ in range(2):
+            for _try in range(40):
+                poly = placer.place(placer.shape(rng.uniform(55.0, 140.0), 0.1, 48, 1.5), placer.section(), 20)
+                if poly is not None:
+                    placer.add(poly, "itc")
+                    n_itc += 1
+                    break
+        if n_itc == 0:
+            continue
+        for _ in range(int(rng.integers(0, 3))):
+            extent = rng.uniform(220.0, max(260.0, 0.25 * size_um * shrink))
+            poly = placer.place(placer.shape(extent, 0.14, 128, 1.6), placer.section(), tries=30)
+            if poly is not None:
+                placer.add(poly, "micro")
+        return placer.tumours, placer.kinds, [exclusion]
+    raise _LayoutError("the tissue is too small for the tumour layout (make the slide larger or mpp coarser)")
+
+
+def _pen_layout(
+    rng: np.random.Generator, height: int, width: int, mpp: float, sections: list[np.ndarray]
+) -> list[PenStroke]:
+    side = min(height, width)
+    strokes: list[PenStroke] = []
+    n_strokes = int(rng.integers(2, 4))
+    colours = list(PEN_INKS)
+    for s in range(n_strokes):
+        width_px = float(np.clip(0.025 * side * rng.uniform(0.7, 1.3), 12.0, 1600.0))
+        clearance = 0.5 * width_px + max(60.0 / mpp, 0.02 * side)
+        for _attempt in range(200):
+            p = rng.uniform([width_px, width_px], [height - width_px, width - width_px])
+            if min(dist_to_boundary(p[None], sec)[0] for sec in sections) < clearance or any(
+                points_in_polygon(p[None], sec)[0] for sec in sections
+            ):
+                continue
+            heading = rng.uniform(0, 2 * math.pi)
+            turn = rng.normal(0.0, 0.04)
+            step = 0.4 * width_px
+            length = rng.uniform(0.15, 0.35) * side
+            path = [p]
+            for _ in range(int(length / step)):
+                turn = 0.8 * turn + rng.normal(0.0, 0.03)
+                heading += float(np.clip(turn, -0.12, 0.12))
+                q = path[-1] + step * np.array([math.sin(heading), math.cos(heading)])
+                if not (width_px <= q[0] <= height - width_px and width_px <= q[1] <= width - width_px):
+                    break
+                if (
+                    any(points_in_polygon(q[None], sec)[0] for sec in sections)
+                    or min(dist_to_boundary(q[None], sec)[0] for sec in sections) < clearance
+                ):
+                    break
+                path.append(q)
+            if len(path) < 6:
+                continue
+            line = np.array(path)
+            tangent = np.gradient(line, axis=0)
+            tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+            normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+            hw = 0.5 * width_px
+            left, right = line + hw * normal, line - hw * normal
+            cap_t = np.linspace(0.0, math.pi, 9)[1:-1]
+            end_cap = line[-1] + hw * (np.cos(cap_t)[:, None] * normal[-1] + np.sin(cap_t)[:, None] * tangent[-1])
+            start_cap = line[0] + hw * (np.cos(cap_t)[:, None] * (-normal[0]) - np.sin(cap_t)[:, None] * tangent[0])
+            polygon = np.concatenate([left, end_cap, right[::-1], start_cap])
+            if min(dist_to_boundary(polygon, sec).min() for sec in sections) < 0.5 * clearance:
+                continue
+            strokes.append(PenStroke(polygon, line, width_px, colours[(s + int(rng.integers(0, 3))) % 3]))
+            break
+    if not strokes:
+        raise _LayoutError("no room on the glass for pen marks")
+    return strokes
+
+
+def make_slide_spec(
+    *,
+    height: int,
+    width: int,
+    mpp: float = 0.5,
+    seed: int = 0,
+    tumor: bool = True,
+    tissue_fraction: float = 0.4,
+    pen_marks: bool = False,
+    tile: int = 256,
+) -> SlideSpec:
+    """Lay out one synthetic slide (no pixels are drawn; see :func:`render_region`).
+
+    Args:
+        height, width: level-0 size in pixels (rows, cols).
+        mpp: microns per level-0 pixel (nuclei and lesions are sized in micrometres, so they scale with it).
+        seed: everything derives from it; the same arguments give the same spec.
+        tumor: lay out metastases (a macro-metastasis holding an exclusion region, a pair of tumours closer
+            than 75 um, isolated-tumour-cell clusters, sometimes micro-metastases), all inside tissue.
+        tissue_fraction: fraction of the slide area covered by tissue, in (0, 0.6].
+        pen_marks: add two or three marker strokes on the glass, outside the tissue.
+        tile: tile side in pixels, a multiple of 16 (the period of the background noise).
+
+    Raises:
+        ValueError: an argument is out of range, or the slide is too small for the tumour layout.
+    """
+    if int(height) != height or int(width) != width or height < 256 or width < 256:
+        raise ValueError(f"height and width must be integers >= 256, got {height} x {width}")
+    if not (math.isfinite(mpp) and 0.05 <= mpp <= 16.0):
+        raise ValueError(f"mpp must be within [0.05, 16] microns per pixel, got {mpp!r}")
+    if not (0.0 < tissue_fraction <= 0.6):
+        raise ValueError(f"tissue_fraction must be in (0, 0.6], got {tissue_fraction!r}")
+    if int(tile) != tile or tile < 16 or tile % 16:
+        raise ValueError(f"tile must be a positive multiple of 16, got {tile!r}")
+    height, width, tile = int(height), int(width), int(tile)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed) & MASK64, 0x5EED]))
+    stain = _random_stain(rng)
+    tumours: list[np.ndarray] = []
+    kinds: list[str] = []
+    exclusions: list[np.ndarray] = []
+    pens: list[PenStroke] = []
+    for _attempt in range(4):
+        try:
+            sections, inners = _place_tissue(rng, height, width, mpp, tissue_fraction)
+            if tumor:
+                tumours, kinds, exclusions = _tumour_layout(rng, sections, mpp)
+            if pen_marks:
+                pens = _pen_layout(rng, height, width, mpp, sections)
+            break
+        except _LayoutError as err:
+            last = err
+    else:
+        raise ValueError(f"{height} x {width} px at {mpp} um/px: {last}")
+    return SlideSpec(
+        height=height,
+        width=width,
+        mpp=float(mpp),
+        seed=int(seed),
+        tile=tile,
+        stain=stain,
+        tissue=tuple(sections),
+        tissue_inner=tuple(inners),
+        tumors=tuple(tumours),
+        tumor_kinds=tuple(kinds),
+        exclusions=tuple(exclusions),
+        pens=tuple(pens),
+    )
