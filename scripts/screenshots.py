@@ -340,14 +340,12 @@ def shot_inference_heatmap(ctx: Context) -> None:
 
 
 def _lesion_boxes(cohort: Path, image: str) -> tuple[list[list[float]], list[str]]:
-    """An image's lesion boxes (y0, x0, y1, x1 native pixels) and classes from the cohort's ``lesions.csv``."""
-    boxes, classes = [], []
-    with open(cohort / "lesions.csv", newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if row["image"] == image:
-                boxes.append([float(row[k]) for k in ("y0", "x0", "y1", "x1")])
-                classes.append(row["class"])
-    return boxes, classes
+    """An image's lesion boxes (y0, x0, y1, x1 native pixels) and classes, read by the one lesions.csv parser."""
+    from napari_patchdx.io.cohort import read_labels, read_lesions
+
+    _, classes = read_labels(cohort)
+    found = read_lesions(cohort / "lesions.csv", classes).get(image, [])
+    return [[b.y0, b.x0, b.y1, b.x1] for b in found], [b.cls for b in found]
 
 
 def shot_cxr_cam(ctx: Context) -> None:
