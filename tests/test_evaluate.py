@@ -711,6 +711,17 @@ def test_evaluate_slides_in_memory_outcomes_and_skips(tmp_path: Path) -> None:
     assert list(res.outcomes["t"].outcome) == ["hit"] and math.isnan(res.scores[0])
     with pytest.raises(ConfigError, match="unknown slide score"):
         evaluate_slide_inputs([SlideInput("t", heat, grid, truth, (2048, 2048))], score="median")
+    # without mpp= the protocol takes the slides' own microns per pixel, and refuses when they differ or are unknown
+    res = evaluate_slide_inputs([SlideInput("t", heat, grid, truth, (2048, 2048))], n_boot=0)
+    assert res.metrics()["froc"]["mpp"] == SLIDE_MPP
+    other = Grid(grid.shape, grid.spacing, grid.origin, 2 * SLIDE_MPP)
+    pair = [SlideInput("t", heat, grid, truth, (2048, 2048)), SlideInput("u", heat, other, None, (2048, 2048))]
+    with pytest.raises(ConfigError, match="microns per pixel differ"):
+        evaluate_slide_inputs(pair, n_boot=0)
+    assert evaluate_slide_inputs(pair, mpp=SLIDE_MPP, n_boot=0).metrics()["froc"]["mpp"] == SLIDE_MPP
+    unknown = Grid(grid.shape, grid.spacing, grid.origin, None)
+    with pytest.raises(ConfigError, match="microns per pixel unknown for slides t"):
+        evaluate_slide_inputs([SlideInput("t", heat, unknown, truth, (2048, 2048))], n_boot=0)
 
 
 def test_evaluate_slides_bad_input(tmp_path: Path) -> None:

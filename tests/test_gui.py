@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -187,18 +185,3 @@ def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp
     model, meta = load_checkpoint(widget.result.last)
     assert model.num_classes == 5 and model.in_channels == 1
     assert meta["classes"] == ["nodule", "consolidation", "interstitial_opacity", "pleural_effusion", "pneumothorax"]
-
-
-def test_train_widget_holds_out_a_tumour_slide() -> None:
-    from napari_patchdx._napari.widgets import _hold_out
-    from napari_patchdx.errors import ConfigError
-
-    for n_tumour, n_normal in [(2, 0), (2, 1), (3, 2), (2, 4), (5, 5)]:
-        slides = [(Path(f"t{i}.tif"), Path(f"t{i}.xml")) for i in range(n_tumour)]
-        slides += [(Path(f"n{i}.tif"), None) for i in range(n_normal)]
-        splits = _hold_out(slides)
-        assert set(splits) == {p.stem for p, _ in slides}
-        tumour = [splits[p.stem] for p, a in slides if a is not None]
-        assert "train" in tumour and "val" in tumour, (n_tumour, n_normal, splits)
-    with pytest.raises(ConfigError, match="1 of the chosen slides have tumour ground truth"):
-        _hold_out([(Path("t.tif"), Path("t.xml")), (Path("n.tif"), None)])

@@ -229,3 +229,19 @@ def test_cxr_sampler_from_boxes_only(tmp_path: Path) -> None:
             assert (source.lesion_bits[r.y0 : r.y1, r.x0 : r.x1] & bit).all()
     table = CxrLesionSampler(sources, patch_size=32, working_size=128, seed=1).table(30)
     assert 0 < table.label.sum() < 30
+
+
+def test_hold_out_keeps_a_tumour_slide_on_each_side() -> None:
+    from napari_patchdx.sampling.splits import hold_out_slides
+
+    for n_tumour, n_normal in [(2, 0), (2, 1), (3, 2), (2, 4), (5, 5)]:
+        slides = [(Path(f"t{i}.ome.tif"), Path(f"t{i}.xml")) for i in range(n_tumour)]
+        slides += [(Path(f"n{i}.tif"), None) for i in range(n_normal)]
+        held = hold_out_slides(slides)
+        assert [(p, a) for p, a, _ in held] == slides  # order and ground truth kept, one split each
+        assert {split for _, _, split in held} <= {"train", "val"}
+        tumour = [split for _, a, split in held if a is not None]
+        assert "train" in tumour and "val" in tumour, (n_tumour, n_normal, held)
+        assert held == hold_out_slides(slides)  # reproducible
+    with pytest.raises(ConfigError, match="1 of the chosen slides have tumour ground truth"):
+        hold_out_slides([(Path("t.tif"), Path("t.xml")), (Path("n.tif"), None)])

@@ -190,12 +190,6 @@ class EvaluateWidget(Container):
             inputs.append(SlideInput(name, heat, grid, truth, shape, points))
         return inputs
 
-    def _protocol_mpp(self, inputs: list[SlideInput]) -> float:
-        if float(self.mpp.value) > 0:
-            return float(self.mpp.value)
-        known = [inp.grid.mpp for inp in inputs if inp.grid is not None and inp.grid.mpp]
-        return float(np.mean(known)) if known else CAMELYON_MPP
-
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> None:
         """Start the evaluation of the chosen source in a worker."""
@@ -211,7 +205,7 @@ class EvaluateWidget(Container):
                 show_info("napari-patchdx: choose heatmap layers first")
                 return
             inputs = self._slide_inputs()
-            mpp = self._protocol_mpp(inputs)
+            mpp = float(self.mpp.value) or None  # None: the slides' own, as the core decides (refused if they differ)
             self.runner.start(
                 lambda: evaluate_slide_inputs_job(inputs, mpp=mpp, **slide_params, **common), self._on_slides
             )

@@ -24,8 +24,10 @@ from napari.utils.notifications import show_error, show_info
 from ..errors import ConfigError
 from ..io.annotations.model import AnnotationSet
 from ..io.detect import annotations_beside, slides_in_folder
+from ..io.names import file_name
 from ..layerdata import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
+from ..sampling.splits import hold_out_slides
 from .viewer import add_layers
 from .writers import shapes_to_annotations
 
@@ -43,26 +45,6 @@ def truth_layer_names(viewer: napari.Viewer) -> list[str]:
         if isinstance(layer, napari.layers.Shapes)
         and layer.metadata.get("patchdx", {}).get("kind") not in ("patches", "boxes")
     ]
-
-
-def _hold_out(slides: list[tuple[Path, Path | None]]) -> dict[str, str]:
-    """Slide stem -> "train" / "val": about a quarter held out for validation, stratified by ground truth, with at
-    least one tumour slide on each side (balanced sampling needs tumour in both). Raises ConfigError otherwise."""
-    from ..sampling.splits import assign_splits
-
-    tumour = [p.stem for p, a in slides if a is not None]
-    if len(tumour) < 2:
-        raise ConfigError(
-            f"{len(tumour)} of the chosen slides have tumour ground truth beside them; choose at least two "
-            "(one is held out for validation)"
-        )
-    strata = {p.stem: a is not None for p, a in slides}
-    splits = assign_splits(list(strata), (0.75, 0.25, 0.0), seed=0, strata=strata)
-    if not any(splits[s] == "val" for s in tumour):
-        splits[sorted(tumour)[-1]] = "val"
-    if all(splits[s] == "val" for s in tumour):
-        splits[sorted(tumour)[0]] = "train"
-    return splits
 
 
 class JobRunner(Container):
@@ -211,7 +193,7 @@ class SamplePatchesWidget(Container):
         for name in self.slides.value:
             layer = self.viewer.layers[name]
             path = Path(layer.metadata["patchdx"]["path"])
-            match = [t for t in truths if t.name.startswith(path.stem)] or (
+            match = [t for t in truths if t.name.startswith(file_name(path))] or (
                 truths if len(self.slides.value) == 1 else []
             )
             if match:
@@ -262,8 +244,7 @@ class SamplePatchesWidget(Container):
         from ..sampling.tissue_mask import TissueMask
 
         if isinstance(report.partial, TissueMask):  # show each slide's tissue mask as soon as it is known
-            stem = Path(str(report.partial.source)).stem
-            name = f"{stem} tissue"
+            name = f"{file_name(str(report.partial.source))} tissue"
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
             add_layers(self.viewer, [tissue_layer(report.partial, name=name)])
@@ -282,7 +263,7 @@ class SamplePatchesWidget(Container):
         self.counts.value = f"{len(table)} patches: {n_pos} tumour, {len(table) - n_pos} normal"
         for path, rows in table.groupby("slide", sort=False):
             with open_slide(path) as slide:
-                layer = patches_layer(rows, slide.level_downsamples, slide.mpp, name=f"{Path(path).stem} patches")
+                layer = patches_layer(rows, slide.level_downsamples, slide.mpp, name=f"{file_name(path)} patches")
             name = layer[1]["name"]
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
@@ -394,8 +375,7 @@ class TrainWidget(Container):
         for name in self.slides.value:
             path = Path(self.viewer.layers[name].metadata["patchdx"]["path"])
             slides.append((path, annotations_beside(path)))
-        splits = _hold_out(slides)
-        return "slide", TrainData(slides=[(p, a, splits[p.stem]) for p, a in slides])
+        return "slide", TrainData(slides=hold_out_slides(slides))
 
     def run(self) -> None:
         """Start training in a worker; curves update after every epoch."""

@@ -21,11 +21,11 @@ from ..progress import Job, Progress, run_job
 from .figures import draw_roc, new_figure, save_figure
 from .files import PathLike
 from .label_errors import SUSPECT_HIGH, SUSPECT_LOW, suspects_document
-from .masks import CAMELYON_LEVEL, CAMELYON_MPP
+from .masks import CAMELYON_LEVEL
 from .messages import name_list
 from .nms import LIU_RADIUS_UM
 from .outputs import write_csv
-from .slides import SLIDES_CSV_COLUMNS, SlideInput, SlidesEvaluation, evaluate_slide_inputs_job
+from .slides import SLIDES_CSV_COLUMNS, SlideInput, SlidesEvaluation, evaluate_slide_inputs_job, protocol_mpp
 from .thumbnails import slide_thumbnail
 
 
@@ -122,28 +122,12 @@ def evaluate_slides_job(
                 stacklevel=2,
             )
         inputs.append(SlideInput(stem, heat, grid, truth, shape, None, heat_path))
-    if mpp is None:
-        unknown = [s for s, m in slide_mpps.items() if m is None]
-        if unknown:
-            raise ConfigError(
-                f"level-0 microns per pixel unknown for slides {name_list(unknown)}; pass mpp= (the CAMELYON16 "
-                f"protocol assumes {CAMELYON_MPP})"
-            )
-        known = np.array([m for m in slide_mpps.values() if m is not None], dtype=np.float64)
-        if known.max() > known.min() * 1.01:
-            raise ConfigError(
-                f"the slides' microns per pixel differ ({known.min():g} .. {known.max():g}) but the FROC protocol "
-                f"uses one value; pass mpp= (the CAMELYON16 protocol uses {CAMELYON_MPP} for every slide)"
-            )
-        protocol_mpp = float(known.mean())
-    else:
-        protocol_mpp = float(mpp)
     evaluation = yield from evaluate_slide_inputs_job(
         inputs,
         nms_threshold=nms_threshold,
         nms_radius_um=nms_radius_um,
         level=level,
-        mpp=protocol_mpp,
+        mpp=protocol_mpp(slide_mpps, mpp),
         score=score,
         n_boot=n_boot,
         seed=seed,

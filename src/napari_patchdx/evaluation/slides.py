@@ -7,7 +7,7 @@ points, FROC, per-point outcomes, slide scores and AUC, suspected label errors).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,18 +143,16 @@ class SlidesEvaluation:
         }
 
 
-SLIDES_CSV_COLUMNS = (
-    "slide",
-    "label",
-    "score",
+#: the columns of the per-slide table that hold counts (integers)
+SLIDES_COUNT_COLUMNS = (
     "detections",
     "lesions",
     "lesions_detected",
     "itc_lesions",
     "itc_detections",
     "false_positives",
-    "suspect",
 )
+SLIDES_CSV_COLUMNS = ("slide", "label", "score", *SLIDES_COUNT_COLUMNS, "suspect")
 """Columns of ``slides.csv``: slide (name), label (tumor / normal), score (slide score), detections (lesion
 points, all with probability above the NMS threshold), lesions (non-ITC lesions of the evaluation mask),
 lesions_detected (lesions with at least one point), itc_lesions, itc_detections (points on ITCs, ignored),
@@ -243,13 +241,37 @@ def _onto_slide(
     return PointsTable(y=y, x=x, probability=points.probability, source=source), int(np.count_nonzero(moved))
 
 
+def protocol_mpp(slide_mpps: Mapping[str, float | None], mpp: float | None = None) -> float:
+    """The level-0 microns per pixel the FROC protocol uses for a set of slides: ``mpp`` when given, else the
+    slides' own value, which must be known for every slide and the same (within 1 %) for all.
+
+    Raises:
+        ConfigError: ``mpp`` not given and a slide's mpp unknown, or the slides' values differ (naming them).
+    """
+    if mpp is not None:
+        return float(mpp)
+    unknown = [s for s, m in slide_mpps.items() if m is None]
+    if unknown:
+        raise ConfigError(
+            f"level-0 microns per pixel unknown for slides {name_list(unknown)}; pass mpp= (the CAMELYON16 "
+            f"protocol assumes {CAMELYON_MPP})"
+        )
+    known = np.array([m for m in slide_mpps.values() if m is not None], dtype=np.float64)
+    if known.size and known.max() > known.min() * 1.01:
+        raise ConfigError(
+            f"the slides' microns per pixel differ ({known.min():g} .. {known.max():g}) but the FROC protocol "
+            f"uses one value; pass mpp= (the CAMELYON16 protocol uses {CAMELYON_MPP} for every slide)"
+        )
+    return float(known.mean()) if known.size else CAMELYON_MPP
+
+
 def evaluate_slide_inputs_job(
     inputs: Sequence[SlideInput],
     *,
     nms_threshold: float = 0.5,
     nms_radius_um: float = LIU_RADIUS_UM,
     level: int = CAMELYON_LEVEL,
-    mpp: float = CAMELYON_MPP,
+    mpp: float | None = None,
     score: str = "max",
     n_boot: int = 1000,
     seed: int = 0,
@@ -272,7 +294,8 @@ def evaluate_slide_inputs_job(
     Args:
         inputs: the slides (:class:`SlideInput`), names distinct.
         nms_threshold, nms_radius_um: NMS threshold (probability) and radius (micrometres).
-        level, mpp: the FROC protocol's pyramid level and level-0 microns per pixel.
+        level, mpp: the FROC protocol's pyramid level and level-0 microns per pixel; ``mpp`` None: the slides'
+            own (their grids'), by :func:`protocol_mpp`.
         score: slide score, ``"max"`` or ``"top<k>"``.
         n_boot, seed: bootstrap resamples and seed of the AUC interval.
         suspect_high, suspect_low: limits of the suspected-label-error rule (:data:`SUSPECT_RULE`).
@@ -284,7 +307,8 @@ def evaluate_slide_inputs_job(
         InputFileError: a heatmap that is not probabilities, has no evaluated cell, or does not fit its slide; a
             point off the slide.
     """
-    level, mpp = check_protocol(level, mpp)
+    grids = {inp.name: inp.grid.mpp for inp in inputs if inp.grid is not None}
+    level, mpp = check_protocol(level, protocol_mpp(grids, mpp))
     method, k = _parse_score(score)
     high, low = check_suspect_limits(suspect_high, suspect_low)
     if not (math.isfinite(float(nms_threshold)) and 0.0 <= float(nms_threshold) < 1.0):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError
+from ..io.names import file_name
 
-__all__ = ["SPLITS", "assign_splits"]
+__all__ = ["SPLITS", "assign_splits", "hold_out_slides"]
 
 SPLITS = ("train", "val", "test")
 
@@ -48,3 +51,30 @@ def assign_splits(
                 out[name] = split
             start += count
     return out
+
+
+def hold_out_slides(
+    slides: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str] | None]], *, seed: int = 0
+) -> list[tuple[Path, Path | None, str]]:
+    """``(slide, ground truth or None)`` pairs as ``(slide, ground truth, split)``: about a quarter held out for
+    validation (``"val"``, the rest ``"train"``), stratified by ground truth, with at least one tumour slide on each
+    side (balanced sampling needs tumour in both). Slides are told apart by their name
+    (:func:`~napari_patchdx.io.names.file_name`).
+
+    Raises:
+        ConfigError: fewer than two slides with ground truth.
+    """
+    pairs = [(Path(p), None if a is None else Path(a)) for p, a in slides]
+    tumour = [file_name(p) for p, a in pairs if a is not None]
+    if len(tumour) < 2:
+        raise ConfigError(
+            f"{len(tumour)} of the chosen slides have tumour ground truth; choose at least two "
+            "(one is held out for validation)"
+        )
+    strata = {file_name(p): a is not None for p, a in pairs}
+    splits = assign_splits(list(strata), (0.75, 0.25, 0.0), seed=seed, strata=strata)
+    if not any(splits[s] == "val" for s in tumour):
+        splits[sorted(tumour)[-1]] = "val"
+    if all(splits[s] == "val" for s in tumour):
+        splits[sorted(tumour)[0]] = "train"
+    return [(p, a, splits[file_name(p)]) for p, a in pairs]
