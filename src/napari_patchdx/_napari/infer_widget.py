@@ -19,6 +19,7 @@ resume" on), a finished one is loaded instead of recomputed.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -32,7 +33,6 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Sel
 from napari.utils.notifications import show_error
 
 from ..errors import ConfigError, InputFileError, PatchdxError
-from ..inference.xray_job import XrayInput, XrayOutcome
 from ..io.detect import detect_kind, slides_in_folder
 from ..io.names import file_name
 from ..layerdata import cam_layers, heatmap_layer
@@ -42,6 +42,7 @@ from .widgets import JobRunner, layers_of_kind
 
 if TYPE_CHECKING:
     from ..inference.heatmaps import HeatmapResult, HeatmapRows
+    from ..inference.xray_job import XrayInput, XrayOutcome
 
 __all__ = ["Failure", "InferenceWidget", "LiveHeatmap"]
 
@@ -174,7 +175,8 @@ class InferenceWidget(Container):
         self.results: list[Any] | None = None
         self._track = "slides"
         self.live: dict[int, LiveHeatmap] = {}
-        self.failures: list[Failure] = []
+        self._outcomes: dict[int, Any] = {}
+        self._labels: list[str] = []
         self._table_rows: dict[str, list[float]] = {}
         self._table_classes: list[str] = []
         self.runner.run_button.changed.connect(self.run)
@@ -199,6 +201,8 @@ class InferenceWidget(Container):
         return None if value is None or str(value) in ("", ".") else Path(value)
 
     def _xray_from_layer(self, layer: Any) -> XrayInput:
+        from ..inference.xray_job import XrayInput
+
         meta = layer.metadata.get("patchdx", {})
         spacing = meta.get("spacing")
         if spacing is None and not np.allclose(layer.scale[-2:], 1.0):
@@ -218,8 +222,10 @@ class InferenceWidget(Container):
                 raise InputFileError(folder, "is not a folder")
             if channels == 3:
                 return [p for p, _ in slides_in_folder(folder)], []
+            from ..inference.xray_job import XrayInput
+
             files = sorted(p for p in folder.iterdir() if p.is_file() and detect_kind(p) == "cxr")
-            return [], [XrayInput(p, file_name(p), p.name) for p in files]
+            return [], [XrayInput.of(p) for p in files]
         slides = [
             Path(self.viewer.layers[name].metadata["patchdx"]["path"])
             for name in self.slides.value
@@ -294,10 +300,8 @@ class InferenceWidget(Container):
         self._track = plan.track
         self.results = None
         self.live = {}
-        self.failures = []
         self.summary.value = ""
-        self._outcomes: dict[int, Any] = {}
-        self._n = len(plan.inputs)
+        self._outcomes = {}
         if plan.track == "slides":
             from ..inference.distributed_heatmaps import heatmaps_job
 
@@ -308,13 +312,15 @@ class InferenceWidget(Container):
                 "batch_size": int(self.batch_size.value),
                 "resume": bool(self.resume.value),
             }
-            factory = lambda: heatmaps_job(plan.inputs, plan.checkpoints, plan.out_dir, **kwargs)  # noqa: E731
+            factory = functools.partial(heatmaps_job, plan.inputs, plan.checkpoints, plan.out_dir, **kwargs)
         else:
             from ..inference.xray_job import predict_xrays_job
 
             self._table_rows = {}
             self._table_classes = []
-            factory = lambda: predict_xrays_job(plan.inputs, plan.checkpoints[0], plan.out_dir, device=device)  # noqa: E731
+            factory = functools.partial(
+                predict_xrays_job, plan.inputs, plan.checkpoints[0], plan.out_dir, device=device
+            )
         self._labels = [p.name if isinstance(p, Path) else p.shown for p in plan.inputs]
         self.runner.start(factory, self._on_done, self._on_partial, on_error=self._on_error)
 
@@ -325,9 +331,7 @@ class InferenceWidget(Container):
         if part.kind == "partial":
             self._show_rows(part.index, part.value)
         elif part.kind == "failed":
-            failure = Failure(part.index, self._labels[part.index], str(part.value))
-            self.failures.append(failure)
-            self._outcomes[part.index] = failure
+            self._outcomes[part.index] = Failure(part.index, self._labels[part.index], str(part.value))
         elif self._track == "slides":
             self._outcomes[part.index] = part.value
             self._finish_heatmap(part.index, part.value)
@@ -393,11 +397,12 @@ class InferenceWidget(Container):
     def _finish_run(self) -> None:
         """The run ended: :attr:`results` holds each input's outcome (a result or a :class:`Failure`), in order."""
         self.results = [self._outcomes[i] for i in sorted(self._outcomes)]
-        done = [o for o in self.results if not isinstance(o, Failure)]
+        failed = sum(isinstance(o, Failure) for o in self.results)
+        done = len(self.results) - failed
         what = "slide heatmap" if self._track == "slides" else "chest X-ray"
-        text = f"{len(done)} {what}{'s' if len(done) != 1 else ''} done"
-        if self.failures:
-            text += f", {len(self.failures)} failed"
+        text = f"{done} {what}{'s' if done != 1 else ''} done"
+        if failed:
+            text += f", {failed} failed"
         self.summary.value = text  # the outcome; the status line says how the run ended
-        if not self.failures and not self.runner.status.value.startswith("error"):
+        if not failed and not self.runner.status.value.startswith("error"):
             self.runner.status.value = "finished"

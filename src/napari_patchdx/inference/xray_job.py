@@ -109,16 +109,15 @@ def predict_xrays_job(
         paths = cam_paths(out, item.name)
         if resume and paths["final"].is_file() and paths["sidecar"].is_file():
             prediction = read_cxr_prediction(paths["final"])
-            return XrayOutcome(dataclasses.replace(item, spacing=item.spacing or prediction.spacing), prediction,
-                               paths["final"])  # fmt: skip
+            kept = dataclasses.replace(item, spacing=item.spacing or prediction.spacing)
+            return XrayOutcome(kept, prediction, paths["final"])
         image, spacing = item.source, item.spacing
         if isinstance(image, Path):  # read once: the pixels for the model, the spacing for the outputs
             cxr = read_cxr(image)
             image, spacing = cxr.image, spacing or cxr.spacing
         (prediction,) = cxr_predict([image], model, meta, device=device)
-        prediction = dataclasses.replace(
-            prediction, source=item.source if isinstance(item.source, Path) else None, spacing=spacing
-        )
+        source = item.source if isinstance(item.source, Path) else None
+        prediction = dataclasses.replace(prediction, source=source, spacing=spacing)
         saved = save_cxr_prediction(prediction, out, name=item.name)
         return XrayOutcome(dataclasses.replace(item, spacing=spacing), prediction, saved)
 
@@ -126,7 +125,12 @@ def predict_xrays_job(
 
 
 def predict_xrays(
-    images: Sequence[XrayInput | PathLike], checkpoint: PathLike, out_dir: PathLike, **kwargs: object
+    images: Sequence[XrayInput | PathLike],
+    checkpoint: PathLike,
+    out_dir: PathLike,
+    *,
+    device: str = "cpu",
+    resume: bool = False,
 ) -> list[XrayOutcome]:
-    """:func:`predict_xrays_job` run to its end (keyword arguments as there)."""
-    return run_job(predict_xrays_job(images, checkpoint, out_dir, **kwargs))  # type: ignore[arg-type]
+    """:func:`predict_xrays_job` run to its end."""
+    return run_job(predict_xrays_job(images, checkpoint, out_dir, device=device, resume=resume))

@@ -7,13 +7,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from .names import ANNOTATION_SUFFIXES as NAMED_ANNOTATION_SUFFIXES
 from .names import CAM_FORMAT, HEATMAP_FORMAT, annotation_candidates, float_map_name, float_map_sidecar
 
 SLIDE_SUFFIXES = frozenset({".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 CXR_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
-ANNOTATION_SUFFIXES = frozenset(NAMED_ANNOTATION_SUFFIXES)
 
 #: sidecars are small JSON files; anything larger is not read when routing
 _SIDECAR_MAX_BYTES = 64 * 1024 * 1024

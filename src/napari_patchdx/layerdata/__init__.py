@@ -1,9 +1,9 @@
 """napari layer-data tuples for our artifacts, built without importing napari.
 
-``(data, kwargs, layer_type)`` tuples are what npe2 readers and sample-data providers return and what
-``viewer._add_layer_from_data`` / ``Layer.create`` take, so the reader, the widgets and ``run(viewer=...)`` all
-share these builders. Every layer is placed with :mod:`napari_patchdx.geometry` so slides, masks, heatmaps,
-points and shapes line up; world units are micrometres when the slide's mpp is known, else level-0 pixels.
+``(data, kwargs, layer_type)`` tuples are what npe2 readers and sample-data providers return and what napari's
+``Layer.create`` takes, so the reader, the widgets and a run's result layers all share these builders. Every
+layer is placed with :mod:`napari_patchdx.geometry` so slides, masks, heatmaps, points and shapes line up; world
+units are micrometres when the slide's mpp is known, else level-0 pixels.
 
 Each layer's ``metadata["patchdx"]`` records what it is (``kind``), the source path and the frame of its data
 (``frame = "level0"`` for vector data in continuous level-0 (y, x)), which the writers use.

@@ -149,18 +149,14 @@ def _infer_stage(ctx: StageContext) -> Job[list[Path]]:
             min_tissue=settings.min_tissue,
         )
         yield from relay(job, 0.0, 1.0)
-        files = []
-        for it in items:
-            paths = heatmap_paths(out, it.name)
-            files += [paths["final"], paths["sidecar"]]
-        return files
+        return [heatmap_paths(out, it.name)[key] for it in items for key in ("final", "sidecar")]
     from ..inference.xray_job import XrayInput, predict_xrays_job
 
     job = predict_xrays_job(
         [XrayInput(it.path, it.name) for it in items], checkpoint, out, device=ctx.device, resume=True
     )  # resuming: predictions kept from the last attempt are read back, not recomputed
     yield from relay(job)
-    return [p for it in items for p in (cam_paths(out, it.name)["final"], cam_paths(out, it.name)["sidecar"])]
+    return [cam_paths(out, it.name)[key] for it in items for key in ("final", "sidecar")]
 
 
 def _evaluate_stage(ctx: StageContext) -> Job[list[Path]]:

@@ -12,6 +12,8 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+from ..evaluation.slides import SLIDES_COUNT_COLUMNS
+
 __all__ = ["CSS", "escape", "fmt_ci", "fmt_num", "href", "slugify", "table_cell"]
 
 
@@ -63,14 +65,7 @@ def table_cell(column: str, value: str) -> str:
         f = float(value)
     except ValueError:
         return f"<td>{escape(value)}</td>"
-    if column.endswith(("_label", "_predicted", "_peak_in_box")) or column in (
-        "detections",
-        "lesions",
-        "lesions_detected",
-        "itc_lesions",
-        "itc_detections",
-        "false_positives",
-    ):
+    if column.endswith(("_label", "_predicted", "_peak_in_box")) or column in SLIDES_COUNT_COLUMNS:
         return f'<td class="num">{escape(value)}</td>'
     if column == "suspect":
         return '<td class="flag">yes</td>' if f else "<td>no</td>"
