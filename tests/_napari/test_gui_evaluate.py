@@ -12,7 +12,7 @@ from matplotlib.colors import to_rgba
 from napari_patchdx.evaluation.outcomes import OUTCOME_COLORS
 from napari_patchdx.geometry import level0_to_world
 
-from .test_evaluate import SLIDE_MPP, build_cxr_case, build_slide_case
+from ..evaluation.test_evaluate import SLIDE_MPP, build_cxr_case, build_slide_case
 
 pytestmark = pytest.mark.gui
 

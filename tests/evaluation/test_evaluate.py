@@ -591,7 +591,7 @@ def build_slide_case(root: Path) -> dict:
     """
     from napari_patchdx.io.annotations.asap import write_asap_xml
 
-    from .conftest import write_pyramid
+    from ..conftest import write_pyramid
 
     slides_dir, heat_dir = root / "slides", root / "infer"
     slides_dir.mkdir(parents=True)
@@ -734,7 +734,7 @@ def test_evaluate_slides_bad_input(tmp_path: Path) -> None:
         evaluate_slides(slides, heat_dir, out, annotations={**ann, "tumor_x": ann["tumor_a"]})
     with pytest.raises(InputFileError, match=r"no heatmap \(<slide>.heatmap.ome.tif .*\) for slides: extra$"):
         evaluate_slides([*slides, tmp_path / "extra.tif"], heat_dir, out)
-    from .conftest import write_pyramid
+    from ..conftest import write_pyramid
 
     nompp = write_pyramid(tmp_path / "slides" / "nompp.tif", np.full((2048, 2048, 3), 225, np.uint8), mpp=None)
     grid = Grid((16, 16), (128.0, 128.0), (0.0, 0.0), None)

@@ -100,7 +100,7 @@ def test_balanced_needs_tumour(sources: list[SlideSource]) -> None:
 
 
 def test_slide_without_tissue_warns(tmp_path: Path) -> None:
-    from tests.conftest import write_pyramid
+    from ..conftest import write_pyramid
 
     blank = write_pyramid(tmp_path / "blank.tif", np.full((1024, 1024, 3), 242, np.uint8))
     with pytest.warns(UserWarning, match="blank.tif"):

@@ -14,7 +14,7 @@ from napari_patchdx.evaluation.slide_files import evaluate_slides
 from napari_patchdx.evaluation.xrays import evaluate_cxr
 from napari_patchdx.reporting.build import build_report
 
-from .test_evaluate import CXR_SCORES, build_cxr_case, build_slide_case
+from ..evaluation.test_evaluate import CXR_SCORES, build_cxr_case, build_slide_case
 
 
 class _Page(HTMLParser):

@@ -36,7 +36,7 @@ from napari_patchdx.sampling.tissue_mask import TissueMask
 from napari_patchdx.synth.wsi.slide import make_slide
 from napari_patchdx.transforms.orientation import ORIENTATIONS, orient_torch
 
-from .conftest import write_pyramid
+from ..conftest import write_pyramid
 
 PATCH, CENTER = 48, 32
 META = {

@@ -13,7 +13,7 @@ from napari_patchdx import InputFileError, MissingMetadataError, open_slide
 from napari_patchdx.io.slides.base import TileReadError
 from napari_patchdx.io.slides.open import is_pyramidal_tiff
 
-from .conftest import write_pyramid
+from ..conftest import write_pyramid
 
 
 def test_levels_and_mpp(ihc_slide: Path) -> None:

@@ -23,7 +23,7 @@ from napari_patchdx.sampling.tissue_mask import TissueMask
 from napari_patchdx.synth.wsi.render import LABEL_NORMAL, LABEL_PEN, LABEL_TUMOR, label_region
 from napari_patchdx.synth.wsi.slide import make_slide
 
-from .conftest import write_pyramid
+from ..conftest import write_pyramid
 
 IHC_PAD = 400  # level-0 px of glass around the IHC section (200 um at 0.5 um/px)
 
