@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -53,3 +54,31 @@ def number(key: str, value: Any, *, low: float = 0.0, strict: bool = True, optio
         rel = ">" if strict else ">="
         raise ConfigError(f"{key} must be a finite number {rel} {low}{' or None' if optional else ''}, got {value!r}")
     return float(value)
+
+
+def boolean(key: str, value: Any) -> bool:
+    """``value`` if it is a bool, else a ConfigError naming ``key``."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
+
+
+def text(key: str, value: Any, *, optional: bool = False) -> str | None:
+    """The setting ``key`` as a non-empty string (a path becomes its text); None passes when ``optional``.
+
+    Raises:
+        ConfigError: ``value`` is not a non-empty string (the message names ``key``).
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} must be a non-empty string{' or null' if optional else ''}, got {value!r}")
+    return str(value)
+
+
+def about(help_text: str) -> dict[str, str]:
+    """A settings field's metadata: ``help_text`` is the one text that the configuration reference, the command
+    line's ``--help`` and the widgets' tooltips show for the setting (``field(default=..., metadata=about(...))``)."""
+    return {"help": help_text}

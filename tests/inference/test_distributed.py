@@ -377,3 +377,29 @@ def test_a_task_that_always_kills_its_worker_fails_after_its_retries(cluster):
         "3: its worker died; trying again (retry 1 of 1)"
     ]
     assert any("died on each of 2 tries (retries=1)" in note for note in info.value.__notes__)
+
+
+def test_infer_command_runs_on_a_scheduler_or_on_its_own_workers(cohort, cluster, tmp_path, monkeypatch):
+    """``napari-patchdx infer --scheduler ADDRESS`` sends the slides to that cluster, ``--workers N`` starts a local
+    cluster of N worker processes; both write the serial run's heatmaps."""
+    from napari_patchdx.cli import main
+
+    client, address = cluster
+    options = ["--checkpoint", str(cohort["models"][0]), "--no-tta", "--stride", "128", "--batch-size", "16"]
+    transitions = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter)
+    slides = [str(p) for p in cohort["slides"][:2]]
+    assert main(["infer", *options, "--scheduler", address, "--out", str(tmp_path / "a"), *slides]) == 0
+    assert client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter) > transitions
+    started: list[tuple] = []
+    start = pd_distributed._start
+    monkeypatch.setattr(pd_distributed, "_start", lambda *a: started.append(a) or start(*a))
+    assert main(["infer", *options, "--workers", "1", "--out", str(tmp_path / "b"), slides[0]]) == 0
+    assert started == [(1, None, 1)]
+    for folder, n in (("a", 2), ("b", 1)):
+        for expected in cohort["serial"][:n]:
+            got, grid, _ = read_heatmap(heatmap_paths(tmp_path / folder, Path(expected.slide).stem)["final"])
+            assert grid == expected.grid
+            # the command's bands hold more rows than the serial run's, so batches group other patches: equal to
+            # float32 rounding
+            np.testing.assert_allclose(got, expected.heatmap, atol=1e-6, err_msg=f"{folder}: {expected.slide}")
+            assert np.isfinite(got).sum() > 10

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from napari_patchdx import distributed as pd_distributed
 from napari_patchdx.errors import ConfigError, InputFileError
 from napari_patchdx.inference.heatmap_files import read_heatmap
 from napari_patchdx.pipeline import stages as pipeline_stages
@@ -271,6 +272,22 @@ def test_slides_end_to_end_skip_rerun_infer_and_repeat(
         assert np.isfinite(a).any()
         np.testing.assert_array_equal(a, b)
 
+    # where slide inference runs does not change its results: the distributed section is not in the fingerprints,
+    # and the infer stage forced onto a local dask cluster of one worker process writes the same heatmaps
+    before = {s: read_heatmap(run_dir / "infer" / f"{s}.heatmap.ome.tif")[0] for s in ("tumor_002", "normal_000")}
+    spread = slide_config(slides_dir, run_dir, infer={"tta": False}, distributed={"workers": 1, "retries": 0})
+    assert run(spread).stages == dict.fromkeys(STAGES, "skipped")
+    clusters: list[tuple] = []
+    start = pd_distributed._start
+    monkeypatch.setattr(pd_distributed, "_start", lambda *a: clusters.append(a) or start(*a))
+    assert run(spread, stages=["infer"], force=True).stages["infer"] == "ran"
+    assert clusters == [(1, None, 1)]  # one worker process, no scheduler given, one thread
+    for stem, heat in before.items():  # equal to float32 rounding (the worker's kernels may sum in another order)
+        np.testing.assert_allclose(read_heatmap(run_dir / "infer" / f"{stem}.heatmap.ome.tif")[0], heat, atol=1e-6)
+    assert json.loads((run_dir / "manifest.json").read_text())["config"]["distributed"]["workers"] == 1
+    assert run(slide_config(slides_dir, run_dir, infer={"tta": False})).stages["infer"] == "skipped"
+    monkeypatch.setattr(pd_distributed, "_start", start)
+
     layers = result.layers()
     kinds = [kwargs["metadata"]["patchdx"]["kind"] for _, kwargs, _ in layers]
     assert kinds.count("slide") == 2 and kinds.count("heatmap") == 2 and kinds.count("points") == 2
@@ -356,3 +373,37 @@ def test_stage_needs_the_previous_one_and_interrupt_leaves_nothing_half_done(
     only = drive(run_job(cxr_config(cxr_dir, run_dir, sample={"n": 100}), stages=["sample"]))
     assert only.stages["sample"] == "ran" and only.stages["train"] == "not run"
     assert len(read_patch_table(run_dir / "sample" / "patches.csv")) == 100
+
+
+def test_ome_tiff_slides_go_sample_train_infer_evaluate(slides_dir: Path, tmp_path: Path) -> None:
+    """``<name>.ome.tiff`` slides (OME-XML pyramid, physical size in the OME metadata) with ``<name>.xml`` beside
+    them: every stage finds them and their outputs by the name without the double suffix."""
+    import tifffile
+
+    from napari_patchdx import open_slide
+
+    ome = tmp_path / "ome"
+    ome.mkdir()
+    for path in sorted(slides_dir.glob("*.tif")):
+        with open_slide(path) as slide:
+            image = slide.read_region(0, 0, *slide.shape)
+            mpp = slide.mpp
+        stem = path.stem
+        with tifffile.TiffWriter(ome / f"{stem}.ome.tiff", ome=True) as tw:
+            meta = {"axes": "YXS", "PhysicalSizeX": mpp, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": mpp}
+            tw.write(image, subifds=1, tile=(256, 256), compression="zlib", photometric="rgb", metadata=meta)
+            tw.write(image[::2, ::2], tile=(256, 256), compression="zlib", photometric="rgb", subfiletype=1)
+        if path.with_suffix(".xml").is_file():
+            shutil.copy(path.with_suffix(".xml"), ome / f"{stem}.xml")
+    run_dir = tmp_path / "run"
+    result = run(slide_config(ome, run_dir))
+    assert result.stages == dict.fromkeys(STAGES, "ran")
+    splits = (run_dir / "sample" / "splits.csv").read_text()
+    assert "tumor_000,train" in splits and "normal_000,test" in splits  # named without .ome
+    for stem in ("tumor_002", "normal_000"):
+        assert (run_dir / "infer" / f"{stem}.heatmap.ome.tif").is_file()
+        assert (run_dir / "evaluate" / "points" / f"{stem}.csv").is_file()
+    metrics = result.metrics
+    assert (metrics["n_tumor"], metrics["n_normal"]) == (1, 1)  # tumor_002's ground truth was found beside it
+    assert metrics["froc"]["n_lesions"] > 0 and metrics["froc"]["mpp"] == pytest.approx(1.0)
+    assert metrics["slide_auc"]["n_tumor"] == 1 and "skipped" not in metrics["slide_auc"]

@@ -92,6 +92,29 @@ def test_balanced_sampler_is_reproducible_and_resumable(sources: list[SlideSourc
     assert next(stream) == a.iloc[10].to_dict()
 
 
+def test_positional_jitter_shifts_each_draw_by_at_most_8_patch_pixels(sources: list[SlideSource]) -> None:
+    """Liu et al.'s 8 px jitter: draw ``i`` with jitter is draw ``i`` without it shifted by U(-8, 8) patch pixels
+    per axis (on a normal slide every first try is accepted, so both samplers draw the same cell position)."""
+    normal = [s for s in sources if s.annotations is None]
+    geometry = PatchGeometry(64, 32, mpp=2.0)  # patch pixels of 2 um on a 0.5 um/px slide: 4 level-0 px each
+    plain = BalancedSampler(normal, geometry, seed=5, jitter=0.0, p_tumor=0.0).table(400)
+    jittered = BalancedSampler(normal, geometry, seed=5, jitter=8.0, p_tumor=0.0).table(400)
+    scale = 2.0 / open_slide(normal[0].path).mpp  # level-0 px per patch px (positions are level-0 pixels)
+    h, w = open_slide(normal[0].path).shape
+    foot = 64 * scale
+    inside = (plain.y > 9 * scale) & (plain.x > 9 * scale) & (plain.y < h - foot - 9 * scale)
+    inside &= plain.x < w - foot - 9 * scale  # no clipping at the slide's edge
+    dy = (jittered.y - plain.y)[inside].to_numpy() / scale
+    dx = (jittered.x - plain.x)[inside].to_numpy() / scale
+    assert inside.sum() > 300
+    bound = 8.0 + 1.0 / scale  # the position is rounded to a level-0 pixel
+    assert np.abs(dy).max() <= bound and np.abs(dx).max() <= bound
+    for d in (dy, dx):  # U(-8, 8): mean 0, standard deviation 8 / sqrt(3) = 4.62 patch px, both ends reached
+        assert abs(d.mean()) < 0.8 and abs(d.std() - 8 / np.sqrt(3)) < 0.5
+        assert d.min() < -7 and d.max() > 7
+    assert (jittered.label == 0).all() and (plain.label == 0).all()
+
+
 def test_balanced_needs_tumour(sources: list[SlideSource]) -> None:
     normal_only = [s for s in sources if s.annotations is None]
     with pytest.raises(ConfigError, match=r"tumour annotations.*normal_000"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 import signal
@@ -180,11 +181,14 @@ def test_stream_is_the_balanced_patch_stream_on_one_rank(slide_sampler: Balanced
     train_sampler = BalancedSampler(
         [s for s in slide_sampler.sources if s.split == "train"], slide_sampler.geometry, seed=4
     )
-    ours = PatchStream(train_sampler, None, patch_size=48, start=3, batch_size=2)
-    reference = BalancedPatchStream(train_sampler, start=3, batch_size=2)
-    for (x, y), (rx, ry) in zip(iter(ours), iter(reference), strict=False):
+    ours = list(itertools.islice(PatchStream(train_sampler, None, patch_size=48, start=3, batch_size=2), 10))
+    reference = list(itertools.islice(BalancedPatchStream(train_sampler, start=3, batch_size=2), 10))
+    assert len(ours) == len(reference) == 10  # five batches of two
+    for (x, y), (rx, ry) in zip(ours, reference, strict=True):
         assert torch.equal(x, rx) and torch.equal(y, ry)
-        break
+    # draws 3 .. 12 of the sampler, in order, each a different patch
+    assert [y.item() for _, y in ours] == [float(train_sampler.draw(i)["label"]) for i in range(3, 13)]
+    assert len({float(x.double().sum()) for x, _ in ours}) == 10
     # rank 1 of 2 reads global blocks 1, 3, ...: draws start + 2..3, then start + 6..7
     rank1 = iter(PatchStream(train_sampler, None, patch_size=48, start=3, batch_size=2, rank=1, world=2))
     labels = [next(rank1)[1].item() for _ in range(4)]

@@ -23,14 +23,24 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, PatchdxError
+from ..evaluation.settings import EvaluateSettings
+from ..inference.settings import DistributedSettings, InferSettings
+from ..reporting.settings import ReportSettings
+from ..sampling.settings import SampleSettings
+from ..training.config import TrainConfig
 from ..versions import __version__
 from .bar import drive
+from .options import add_setting_options, settings_from_args
 
 _CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class UsageError(Exception):
     """A command-line usage problem found after parsing (exit code 2)."""
+
+
+_INFER_OPTIONS = ("tta", "stride", "batch_size", "min_tissue")
+"""The infer settings the command takes with explicit inputs (checkpoint and splits concern a run's folders)."""
 
 
 def _is_config(inputs: Sequence[str]) -> bool:
@@ -93,25 +103,32 @@ def _sample(args: argparse.Namespace) -> int:
     from ..sampling.job import sample_cxr_job, sample_slides_job
     from ..sampling.patches import PatchGeometry
     from ..sampling.tables import write_patch_table
+    from ..training.config import DEFAULT_PATCH_SIZE
 
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError(f"{out}: the patch table is written as .csv or .parquet")
+    settings = settings_from_args(SampleSettings, args)
     first = Path(args.inputs[0])
     if len(args.inputs) == 1 and (first / "labels.csv").is_file():
         job = sample_cxr_job(
-            first, n=args.n, patch_size=args.patch_size or 256, working_size=args.working_size, seed=args.seed
+            first,
+            n=settings.n,
+            patch_size=args.patch_size or DEFAULT_PATCH_SIZE["cxr"],
+            working_size=args.working_size,
+            seed=args.seed,
         )
     else:
-        geometry = PatchGeometry(args.patch_size or 299, args.center_size or 128, args.mpp)
+        patch = args.patch_size or DEFAULT_PATCH_SIZE["slide"]
+        geometry = PatchGeometry(patch, args.center_size or min(128, patch), args.mpp)
         job = sample_slides_job(
             _slide_pairs(args.inputs),
-            method=args.method,
-            n=args.n,
+            method=settings.method,
+            n=settings.n,
             geometry=geometry,
             seed=args.seed,
             jitter=args.jitter,
-            min_tissue=args.min_tissue,
+            min_tissue=settings.min_tissue,
         )
     table = drive(job, "sample")
     write_patch_table(table, out)
@@ -177,16 +194,20 @@ def _infer(args: argparse.Namespace) -> int:
     if slides:
         from ..inference.distributed_heatmaps import heatmaps_job
 
+        settings = settings_from_args(InferSettings, args, _INFER_OPTIONS)
+        where = settings_from_args(DistributedSettings, args)
         job = heatmaps_job(
             slides,
             [Path(c) for c in args.checkpoint],
             out,
-            workers=args.workers,
-            scheduler=args.scheduler,
+            workers=where.workers,
+            scheduler=where.scheduler,
+            retries=where.retries,
             device=args.device,
-            tta=not args.no_tta,
-            stride=args.stride,
-            batch_size=args.batch_size,
+            tta=settings.tta,
+            stride=settings.stride,
+            batch_size=settings.batch_size,
+            min_tissue=settings.min_tissue,
         )
         results = drive(job, "heatmaps")
         for res in results:
@@ -210,6 +231,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise UsageError("evaluate: give a configuration file, or --out DIR with --heatmaps or --cams")
+    settings = settings_from_args(EvaluateSettings, args)
     if args.heatmaps:
         from ..errors import InputFileError
 
@@ -222,11 +244,12 @@ def _evaluate(args: argparse.Namespace) -> int:
             slides,
             args.heatmaps,
             args.out,
-            nms_threshold=args.nms_threshold,
-            nms_radius_um=args.nms_radius_um,
-            level=args.level,
-            mpp=args.mpp,
-            n_boot=args.n_boot,
+            nms_threshold=settings.nms_threshold,
+            nms_radius_um=settings.nms_radius_um,
+            level=settings.level,
+            mpp=settings.mpp,
+            score=settings.score,
+            n_boot=settings.n_boot,
             seed=args.seed,
         )
     elif args.cams:
@@ -238,7 +261,13 @@ def _evaluate(args: argparse.Namespace) -> int:
 
             thresholds = checkpoint_thresholds(args.checkpoint)
         job = ev.evaluate_cxr_job(
-            args.cams, args.cohort, args.out, images=args.inputs or None, thresholds=thresholds, n_boot=args.n_boot
+            args.cams,
+            args.cohort,
+            args.out,
+            images=args.inputs or None,
+            thresholds=thresholds,
+            n_boot=settings.n_boot,
+            seed=args.seed,
         )
     else:
         raise UsageError("evaluate: give --heatmaps DIR (slides) or --cams DIR (X-rays)")
@@ -262,7 +291,8 @@ def _report(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out is None and len(runs) > 1:
         raise UsageError("report: with several run directories, say where the report goes (--out FILE)")
-    path = build_report(runs if len(runs) > 1 else runs[0], out, title=args.title)
+    settings = settings_from_args(ReportSettings, args, ["title"])
+    path = build_report(runs if len(runs) > 1 else runs[0], out, title=settings.title)
     print(f"report: {path}")
     return 0
 
@@ -414,14 +444,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="CONFIG | INPUT", help="a configuration, or slides / folders")
     _config_options(p)
     p.add_argument("--out", default=None, help="patch table to write (.csv or .parquet)")
-    p.add_argument("--n", type=int, default=1000, help="patches to draw (default: 1000)")
-    p.add_argument("--method", choices=["balanced", "grid"], default="balanced", help="slides: sampler")
+    add_setting_options(p, SampleSettings)
+    train = TrainConfig()
     p.add_argument("--patch-size", type=int, default=None, help="patch side, px (slides 299, X-rays 256)")
     p.add_argument("--center-size", type=int, default=None, help="slides: labelled centre region, px (128)")
-    p.add_argument("--mpp", type=float, default=None, help="slides: um per patch pixel (default: level 0)")
-    p.add_argument("--jitter", type=float, default=8.0, help="slides: positional jitter, patch px (default: 8)")
-    p.add_argument("--min-tissue", type=float, default=0.25, help="slides, grid: least tissue per cell (0.25)")
-    p.add_argument("--working-size", type=int, default=1024, help="X-rays: working resolution, px (1024)")
+    p.add_argument("--mpp", type=float, default=train.mpp, help="slides: um per patch pixel (default: level 0)")
+    p.add_argument(
+        "--jitter", type=float, default=train.jitter, help=f"slides: positional jitter, patch px ({train.jitter})"
+    )
+    p.add_argument(
+        "--working-size",
+        type=int,
+        default=train.working_size,
+        help=f"X-rays: working resolution, px ({train.working_size})",
+    )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.set_defaults(func=_sample)
 
@@ -446,12 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(p)
     p.add_argument("--checkpoint", action="append", default=[], help="checkpoint (repeat for an ensemble)")
     p.add_argument("--out", default=None, help="output folder")
-    p.add_argument("--no-tta", action="store_true", help="slides: no 8-orientation test-time augmentation")
-    p.add_argument("--stride", type=int, default=None, help="slides: cell side, patch px (default: centre region)")
-    p.add_argument("--batch-size", type=int, default=32, help="slides: patches per model call (default: 32)")
+    add_setting_options(p, InferSettings, _INFER_OPTIONS)
+    add_setting_options(p, DistributedSettings)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index> or mps (default: auto)")
-    p.add_argument("--workers", type=int, default=0, help="slides: dask LocalCluster worker processes (0: none)")
-    p.add_argument("--scheduler", default=None, help="slides: address of an existing dask scheduler")
     p.set_defaults(func=_infer)
 
     p = sub.add_parser(
@@ -468,11 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cams", default=None, help="X-rays: folder of <image>.cam.ome.tif")
     p.add_argument("--cohort", default=None, help="X-rays: the cohort folder (labels.csv, lesions.csv)")
     p.add_argument("--checkpoint", default=None, help="X-rays: checkpoint whose Youden thresholds to use")
-    p.add_argument("--nms-threshold", type=float, default=0.5, help="slides: lesion-point threshold (0.5)")
-    p.add_argument("--nms-radius-um", type=float, default=187.5, help="slides: NMS radius, um (187.5)")
-    p.add_argument("--level", type=int, default=5, help="slides: FROC evaluation-mask level (5)")
-    p.add_argument("--mpp", type=float, default=None, help="slides: level-0 um/px for the FROC (default: own)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default: 1000)")
+    add_setting_options(p, EvaluateSettings)
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.set_defaults(func=_evaluate)
 
@@ -484,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories")
     p.add_argument("--out", default=None, help="the HTML file (default: RUN_DIR/report.html)")
-    p.add_argument("--title", default="napari-patchdx report", help="the report's title")
+    add_setting_options(p, ReportSettings, ["title"])
     p.set_defaults(func=_report)
 
     p = sub.add_parser(

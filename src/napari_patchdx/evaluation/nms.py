@@ -18,6 +18,9 @@ from .points import PointsTable
 LIU_RADIUS_UM = 187.5
 """Liu et al.'s suppression radius: 6 heatmap cells of 128 px at 0.243 um/px (about 187 um)."""
 
+LIU_THRESHOLD = 0.5
+"""Liu et al.'s lesion-point threshold: heatmap maxima above this tumour probability become lesion points."""
+
 
 def _disk_footprint(ry: float, rx: float) -> np.ndarray:
     """Boolean (2ky+1, 2kx+1) footprint of cells whose centre lies within the ellipse of radii (ry, rx) cells."""
@@ -32,7 +35,7 @@ def _disk_footprint(ry: float, rx: float) -> np.ndarray:
 def lesion_points(
     heatmap: ArrayLike,
     grid: Grid,
-    threshold: float = 0.5,
+    threshold: float = LIU_THRESHOLD,
     radius_um: float = LIU_RADIUS_UM,
     max_points: int | None = None,
     *,

@@ -23,7 +23,7 @@ from .froc_result import FrocResult, SlideFroc
 from .label_errors import SUSPECT_HIGH, SUSPECT_LOW, check_suspect_limits, suspected_label_errors
 from .masks import CAMELYON_LEVEL, CAMELYON_MPP, check_level0_shape, check_protocol
 from .messages import name_list
-from .nms import LIU_RADIUS_UM, lesion_points
+from .nms import LIU_RADIUS_UM, LIU_THRESHOLD, lesion_points
 from .outcomes import OUTCOMES, PointOutcomes
 from .outputs import auc_interval
 from .points import PointsTable
@@ -268,7 +268,7 @@ def protocol_mpp(slide_mpps: Mapping[str, float | None], mpp: float | None = Non
 def evaluate_slide_inputs_job(
     inputs: Sequence[SlideInput],
     *,
-    nms_threshold: float = 0.5,
+    nms_threshold: float = LIU_THRESHOLD,
     nms_radius_um: float = LIU_RADIUS_UM,
     level: int = CAMELYON_LEVEL,
     mpp: float | None = None,

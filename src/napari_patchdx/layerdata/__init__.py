@@ -56,7 +56,7 @@ def slide_layer(slide: Slide, name: str | None = None) -> LayerData:
     data = slide.pyramid()
     transform = napari_transform((1.0, 1.0), (0.0, 0.0), slide.mpp)
     kwargs: dict[str, Any] = {
-        "name": name or slide.path.stem,
+        "name": name or file_name(slide.path),
         "rgb": True,
         "multiscale": True,
         "contrast_limits": [0, 255],
@@ -199,7 +199,7 @@ def slide_file_layers(path: Path) -> list[LayerData]:
         except Exception as exc:  # a broken annotation file must not hide the slide
             warnings.warn(f"{ann_path}: ground truth not shown: {exc}", UserWarning, stacklevel=2)
         else:
-            layers.append(annotation_layer(annotations, slide.mpp, name=f"{path.stem} ground truth"))
+            layers.append(annotation_layer(annotations, slide.mpp, name=f"{file_name(path)} ground truth"))
     return layers
 
 

@@ -58,11 +58,14 @@ modification time, so re-running a run over large slides does not re-hash them.
 
 from __future__ import annotations
 
+from ..evaluation.settings import EvaluateSettings
+from ..inference.settings import DistributedSettings, InferSettings
+from ..reporting.settings import ReportSettings
+from ..sampling.settings import SampleSettings
 from .config import TRACKS, RunConfig, config_reference
 from .manifest import MANIFEST_KIND
 from .results import RunResult, headline, result_layers
 from .runner import run, run_job
-from .settings import DistributedSettings, EvaluateSettings, InferSettings, ReportSettings, SampleSettings
 from .stages import STAGES
 
 __all__ = [

@@ -1,7 +1,6 @@
 """A run's configuration: :class:`RunConfig` (validated on creation; reads YAML, JSON or a run's
 ``manifest.json``) and :func:`config_reference`, every key with its type, default and help (the documentation's
-configuration reference is generated from it). The sections other than ``train`` are in
-:mod:`napari_patchdx.pipeline.settings`.
+configuration reference is generated from it). Each section is its stage's settings object (:data:`SECTIONS`).
 """
 
 from __future__ import annotations
@@ -18,24 +17,29 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .._config import closest, integer, number, unknown_key
+from .._config import closest, integer, number, text, unknown_key
 from .._fsutil import atomic_write_text
 from ..errors import ConfigError, InputFileError
+from ..evaluation.settings import EvaluateSettings
+from ..inference.settings import DistributedSettings, InferSettings
+from ..reporting.settings import ReportSettings
+from ..sampling.settings import SampleSettings
 from ..sampling.splits import SPLITS
 from ..training.config import TrainConfig
 from .manifest import MANIFEST_KIND, read_manifest
-from .settings import (
-    SECTIONS,
-    DistributedSettings,
-    EvaluateSettings,
-    InferSettings,
-    ReportSettings,
-    SampleSettings,
-    text_value,
-)
 
 TRACKS: tuple[str, ...] = ("slides", "cxr")
 """``slides``: whole-slide images with tumour annotations. ``cxr``: a chest X-ray cohort folder."""
+
+SECTIONS: dict[str, type] = {
+    "sample": SampleSettings,
+    "infer": InferSettings,
+    "evaluate": EvaluateSettings,
+    "report": ReportSettings,
+    "distributed": DistributedSettings,
+}
+"""The sections of a run configuration besides ``train`` (:class:`~napari_patchdx.training.config.TrainConfig`):
+name -> its stage's settings class, in the configuration's order."""
 
 _TRAIN_TRACK = {"slides": "slide", "cxr": "cxr"}
 _TOP_LEVEL_IN_TRAIN = ("track", "seed", "device")
@@ -92,7 +96,7 @@ def _check_splits(value: Any) -> list[float] | dict[str, str] | str | None:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if isinstance(value, str):
-        return text_value("splits", value)
+        return text("splits", value)
     numbers = isinstance(value, Mapping) and all(isinstance(v, int | float) for v in value.values())
     if isinstance(value, Mapping) and value and numbers and set(value) <= set(SPLITS):  # {train: 0.6, val: 0.2, ...}
         value = [value.get(split, 0.0) for split in SPLITS]
@@ -151,10 +155,10 @@ class RunConfig:
         if self.track not in TRACKS:
             hint = f" (did you mean {closest(str(self.track), TRACKS)!r}?)" if isinstance(self.track, str) else ""
             raise ConfigError(f"track must be one of {', '.join(map(repr, TRACKS))}, got {self.track!r}{hint}")
-        self.input = text_value("input", self.input)  # type: ignore[assignment]
-        self.run_dir = text_value("run_dir", self.run_dir, optional=True)
+        self.input = text("input", self.input)  # type: ignore[assignment]
+        self.run_dir = text("run_dir", self.run_dir, optional=True)
         self.seed = integer("seed", self.seed, 0)  # type: ignore[assignment]
-        self.device = text_value("device", self.device)  # type: ignore[assignment]
+        self.device = text("device", self.device)  # type: ignore[assignment]
         self.splits = _check_splits(self.splits)
         for name, cls in SECTIONS.items():
             setattr(self, name, _section(name, cls, getattr(self, name)))

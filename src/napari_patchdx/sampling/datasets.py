@@ -24,6 +24,7 @@ from PIL import Image
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from .._fsutil import atomic_path
+from ..io.names import file_name
 from ..io.slides.base import Slide
 from ..io.slides.open import open_slide
 
@@ -283,7 +284,7 @@ def export_patch_images(
         patch = reader.read(row.slide, row.x, row.y, row.level, row.size)
         if patch.dtype != np.uint8:
             patch = (np.clip(patch, 0, 1) * 255 + 0.5).astype(np.uint8)
-        stem = names[k] if names is not None else f"{Path(row.slide).stem}_y{row.y}_x{row.x}_l{row.label}"
+        stem = names[k] if names is not None else f"{file_name(row.slide)}_y{row.y}_x{row.x}_l{row.label}"
         path = out / f"{stem}.png"
         with atomic_path(path) as tmp:
             Image.fromarray(patch).save(tmp, format="PNG")

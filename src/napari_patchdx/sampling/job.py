@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..io.annotations.model import AnnotationSet
+from ..io.names import file_name
 from ..progress import Job, Progress
 from .balanced import BalancedSampler
 from .cxr_lesions import CxrLesionSampler, load_cxr_cohort
@@ -52,7 +53,7 @@ def sample_slides_job(
     sources = []
     for k, (path, truth) in enumerate(slides):
         yield Progress(k, total, f"tissue detection: {Path(path).name}")
-        split = (splits or {}).get(Path(path).stem, "train")
+        split = (splits or {}).get(file_name(path), "train")
         sources.append(SlideSource.prepare(path, truth, tissue=tissue, split=split))
         yield Progress(k + 1, total, f"tissue: {Path(path).name}", partial=sources[-1].tissue)
     done = len(slides)

@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..io.annotations.model import AnnotationSet
 from ..io.annotations.read import read_annotations
+from ..io.names import file_name
 from ..io.slides.base import Slide
 from ..io.slides.open import open_slide
 from .patches import PatchGeometry
@@ -70,8 +71,8 @@ class SlideSource:
 
     @property
     def name(self) -> str:
-        """The slide's file stem."""
-        return self.path.stem
+        """The slide's name: its file name without the suffix (:func:`~napari_patchdx.io.names.file_name`)."""
+        return file_name(self.path)
 
     @classmethod
     def prepare(
