@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..io.detect import detect_kind
+from ..io.slides.dicom import one_per_series
 from ..layerdata import LayerData, layers_for_paths
 
 ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
@@ -32,6 +33,7 @@ def napari_get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 
 def read_paths(path: str | Sequence[str]) -> list[LayerData]:
-    """npe2 reader function: every path as layer data (see :func:`napari_patchdx.layerdata.layers_for_paths`)."""
+    """npe2 reader function: every path as layer data (see :func:`napari_patchdx.layerdata.layers_for_paths`); the
+    files of one DICOM-WSI series give one slide."""
     paths = [path] if isinstance(path, str | Path) else list(path)
-    return layers_for_paths(paths)
+    return layers_for_paths(one_per_series(paths))

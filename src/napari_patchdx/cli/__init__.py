@@ -139,6 +139,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _slide_pairs(inputs: Sequence[str]) -> list[tuple[Path, Path | None]]:
     from ..errors import InputFileError
     from ..io.detect import annotations_beside, detect_kind, slides_in_folder
+    from ..io.slides.dicom import series_representative
 
     pairs: list[tuple[Path, Path | None]] = []
     for raw in inputs:
@@ -149,11 +150,12 @@ def _slide_pairs(inputs: Sequence[str]) -> list[tuple[Path, Path | None]]:
                 raise InputFileError(path, "holds no slides")
             pairs.extend(found)
         elif detect_kind(path) == "slide":
-            pairs.append((path, annotations_beside(path)))
+            slide = series_representative(path)  # any file of a DICOM-WSI series stands for the series
+            pairs.append((slide, annotations_beside(slide)))
         else:
             problem = "no such file" if not path.exists() else "not a slide we read"
             raise InputFileError(path, problem)
-    return pairs
+    return list(dict.fromkeys(pairs))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -193,6 +195,9 @@ def _infer(args: argparse.Namespace) -> int:
             raise InputFileError(path, "no such file" if not path.exists() else "not a slide or chest X-ray we read")
     if slides:
         from ..inference.distributed_heatmaps import heatmaps_job
+        from ..io.slides.dicom import one_per_series
+
+        slides = one_per_series(slides)
 
         settings = settings_from_args(InferSettings, args, _INFER_OPTIONS)
         where = settings_from_args(DistributedSettings, args)

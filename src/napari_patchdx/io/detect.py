@@ -1,4 +1,12 @@
-"""Which of our readers handles a file: by suffix where it is unambiguous, by content where it is not."""
+"""Which of our readers handles a file: by suffix where it is unambiguous, by content where it is not.
+
+Content decides for ``.tif`` / ``.tiff`` (a tiled pyramid is a slide, anything else an X-ray), for ``.dcm`` /
+``.dicom`` (a VL Whole Slide Microscopy Image is a slide, any other DICOM an X-ray: the header alone is read, see
+:mod:`napari_patchdx.io.slides.dicom`, whose header rule ``open_slide`` applies too) and for ``.xml`` (ASAP
+annotations or not ours). The reader, the command line and the pipeline inputs route through :func:`detect_kind` and
+:func:`slides_in_folder`; the files of one DICOM-WSI series count as one slide
+(:func:`~napari_patchdx.io.slides.dicom.one_per_series`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +16,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .names import CAM_FORMAT, HEATMAP_FORMAT, annotation_candidates, float_map_name, float_map_sidecar
+from .slides.dicom import DICOM_SUFFIXES, dicom_wsi_series, one_per_series, read_dicom_header
 
 SLIDE_SUFFIXES = frozenset({".svs", ".ndpi", ".mrxs", ".scn", ".bif", ".vms", ".vmu", ".svslide"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
-CXR_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
+CXR_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"}) | DICOM_SUFFIXES
 
 #: sidecars are small JSON files; anything larger is not read when routing
 _SIDECAR_MAX_BYTES = 64 * 1024 * 1024
@@ -25,7 +34,10 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
     A float map ``<name>.ome.tif`` is a ``"heatmap"`` / ``"cam"`` when its name says so (``<slide>.heatmap.ome.tif``,
     ``<image>.cam.ome.tif``, the names :mod:`napari_patchdx.inference` writes) or when its sidecar ``<name>.json``
     has the heatmap / CAM ``format``. Other ``.tif`` / ``.tiff`` go to the slide reader when the file is a tiled
-    pyramid and to the chest X-ray reader otherwise; ``.xml`` is claimed only when it is an ASAP annotation file.
+    pyramid and to the chest X-ray reader otherwise; ``.dcm`` / ``.dicom`` go to the slide reader when their SOP
+    class is VL Whole Slide Microscopy Image (one file of a DICOM-WSI series: the series is the slide) and to the
+    chest X-ray reader otherwise (which names the problem when the file is neither); ``.xml`` is claimed only when it
+    is an ASAP annotation file.
     """
     from .slides.open import is_pyramidal_tiff
 
@@ -38,6 +50,8 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
             return None
         if suffix in TIFF_SUFFIXES:
             return float_map_kind(p) or ("slide" if is_pyramidal_tiff(p) else "cxr")
+        if suffix in DICOM_SUFFIXES:
+            return "slide" if is_dicom_wsi(p) else "cxr"
         if suffix in CXR_SUFFIXES:
             return "cxr"
         if suffix == ".geojson":
@@ -49,6 +63,13 @@ def detect_kind(path: str | os.PathLike[str]) -> Kind | None:
     except Exception:
         return None
     return None
+
+
+def is_dicom_wsi(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a DICOM file whose SOP class is VL Whole Slide Microscopy Image (header only). Never
+    raises."""
+    header = read_dicom_header(path)
+    return header is not None and header.is_wsi
 
 
 def read_sidecar(path: str | os.PathLike[str]) -> dict[str, Any] | None:
@@ -91,9 +112,12 @@ def annotations_beside(slide: str | os.PathLike[str]) -> Path | None:
 
 
 def slides_in_folder(folder: str | os.PathLike[str]) -> list[tuple[Path, Path | None]]:
-    """Every slide in ``folder`` (by suffix; ``.tif`` only when it is a slide by content) with its ground truth."""
-    return [
-        (p, annotations_beside(p))
-        for p in sorted(Path(folder).iterdir())
-        if p.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES and detect_kind(p) == "slide"
+    """Every slide in ``folder`` with its ground truth, in file-name order: files with a slide suffix, ``.tif`` only
+    when it is a slide by content, and each DICOM-WSI series once, as its representative file (level-0 instance;
+    its ground truth is ``<that file's name>.xml`` / ``.geojson``)."""
+    folder = Path(folder)
+    found = [
+        p for p in folder.iterdir() if p.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES and detect_kind(p) == "slide"
     ]
+    found.extend(one_per_series(instances[0].path for instances in dicom_wsi_series(folder).values()))
+    return [(p, annotations_beside(p)) for p in sorted(found)]

@@ -37,6 +37,7 @@ from ..io.detect import (
 )
 from ..io.names import file_name
 from ..io.slides.base import Slide
+from ..io.slides.dicom import DICOM_SUFFIXES
 from ..io.slides.open import open_slide
 from ..jsonvalues import json_value
 from .shapes import to_layer_data
@@ -215,7 +216,7 @@ def annotation_file_layers(path: Path) -> list[LayerData]:
         raise InputFileError(path, "holds no polygon annotations (points and lines are not read)")
     mpp: Any = None
     for sibling in sorted(path.parent.glob(path.stem + ".*")):
-        if sibling.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES:
+        if sibling.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES | DICOM_SUFFIXES:
             try:
                 with open_slide(sibling) as slide:
                     mpp = slide.mpp

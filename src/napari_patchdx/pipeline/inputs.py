@@ -74,7 +74,7 @@ def resolve_inputs(config: RunConfig) -> RunInputs:
             if truth is not None:
                 files.append(truth)
         if not items and not missing:
-            raise InputFileError(root, "holds no slides (svs, ndpi, mrxs, scn, bif, vms or tiled TIFF)")
+            raise InputFileError(root, "holds no slides (svs, ndpi, mrxs, scn, bif, vms, tiled TIFF or DICOM-WSI)")
         stems = [it.name for it in items]
         twins = sorted({s for s in stems if stems.count(s) > 1})
         if twins:

@@ -1,5 +1,5 @@
 """Opening a slide: :func:`open_slide` checks the file and picks the backend; :func:`is_pyramidal_tiff` tells
-whole-slide TIFFs from single-image (X-ray) TIFFs.
+whole-slide TIFFs from single-image (X-ray) TIFFs. DICOM files are told apart by :mod:`.dicom`.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from pathlib import Path
 from ...errors import InputFileError
 from ..tiffmeta import TIFF_MAGIC
 from .base import Slide
+from .dicom import DICOM_SUFFIXES, dicom_slide_problem
 from .openslide import OpenSlideSlide, openslide_format
 from .tiff import TiffSlide
 
@@ -17,6 +18,7 @@ __all__ = ["is_pyramidal_tiff", "open_slide"]
 
 
 def _check_file(path: Path) -> bytes:
+    """The first 132 bytes (TIFF magic, DICOM preamble and ``DICM``) after checking the file exists and is not empty."""
     if not path.exists():
         raise InputFileError(path, "no such file")
     if path.is_dir():
@@ -25,7 +27,7 @@ def _check_file(path: Path) -> bytes:
     if size == 0:
         raise InputFileError(path, "file is empty (0 bytes)")
     with open(path, "rb") as f:
-        return f.read(16)
+        return f.read(132)
 
 
 def is_pyramidal_tiff(path: str | os.PathLike[str]) -> bool:
@@ -68,8 +70,13 @@ def open_slide(
 ) -> Slide:
     """Open a whole-slide image.
 
+    A DICOM whole-slide image (``.dcm``, SOP class VL Whole Slide Microscopy Image) opens through OpenSlide from
+    any one file of its series: the other files (one per pyramid level, plus label / overview) are found in the
+    same folder by Series Instance UID; files of other series there are ignored. Its mpp comes from the level-0
+    Pixel Spacing. A DICOM that is not a whole-slide image (e.g. a radiograph) is refused.
+
     Args:
-        path: the slide file (svs, ndpi, mrxs, scn, bif, vms, tiled / pyramidal TIFF, OME-TIFF, ...).
+        path: the slide file (svs, ndpi, mrxs, scn, bif, vms, tiled / pyramidal TIFF, OME-TIFF, DICOM-WSI, ...).
         mpp: level-0 microns per pixel; overrides what the file says (needed when it says nothing).
         backend: ``"auto"`` (tifffile for tiled TIFF pyramids it understands — generic, OME, SVS — else
             OpenSlide), ``"tifffile"`` or ``"openslide"``.
@@ -85,6 +92,11 @@ def open_slide(
         return OpenSlideSlide(p, mpp)
     if backend == "tifffile":
         return TiffSlide(p, mpp)
+    if p.suffix.lower() in DICOM_SUFFIXES or (head[128:132] == b"DICM" and head[:4] not in TIFF_MAGIC):
+        problem = dicom_slide_problem(p)
+        if problem is not None:
+            raise InputFileError(p, problem)
+        return OpenSlideSlide(p, mpp)
     if head[:4] in TIFF_MAGIC:
         if not _vendor_tiff(p):
             # a plain TIFF we cannot read as a slide (wrong bit depth, untiled, truncated, ...) is not handed to
