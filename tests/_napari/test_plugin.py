@@ -37,6 +37,8 @@ def test_manifest_validates_and_every_command_imports() -> None:
         "napari-patchdx.write_asap_xml",
         "napari-patchdx.write_geojson",
         "napari-patchdx.write_float_ometiff",
+        "napari-patchdx.write_points_csv",
+        "napari-patchdx.write_points_geojson",
     }
     assert {s.key for s in pm.contributions.sample_data} == {"slide", "cxr"}
 

@@ -8,6 +8,7 @@ import pytest
 
 from napari_patchdx.io.detect import annotations_beside
 from napari_patchdx.io.names import (
+    POINTS_FOLDER,
     annotation_candidates,
     cam_paths,
     file_name,
@@ -43,6 +44,11 @@ def test_outputs_are_named_after_the_file_name(tmp_path: Path) -> None:
     assert (cams["final"].name, cams["sidecar"].name) == ("img.cam.ome.tif", "img.cam.json")
     assert float_map_sidecar(cams["final"]) == cams["sidecar"]
     assert {k: p.name for k, p in points_paths(tmp_path, "s1").items()} == {"csv": "s1.csv", "geojson": "s1.geojson"}
+    in_evaluation = points_paths(tmp_path / "evaluate" / POINTS_FOLDER, file_name(slide))
+    assert {k: p.relative_to(tmp_path).as_posix() for k, p in in_evaluation.items()} == {
+        "csv": "evaluate/points/s1.csv",
+        "geojson": "evaluate/points/s1.geojson",
+    }
     assert float_map_name(tmp_path / "plain.tif") is None and float_map_sidecar(tmp_path / "plain.tif") is None
 
 

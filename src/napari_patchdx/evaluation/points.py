@@ -1,8 +1,10 @@
 """Lesion points: :class:`PointsTable` and its file formats.
 
 A :class:`PointsTable` holds level-0 (y, x) positions and probabilities, highest probability first. It writes the
-CAMELYON16 submission CSV (:meth:`PointsTable.to_camelyon_csv`) and QuPath GeoJSON (:meth:`PointsTable.to_geojson`);
-:func:`read_camelyon_csv` reads the CSV back. (X, Y) appears only here, at the format boundary.
+CAMELYON16 submission CSV (:meth:`PointsTable.to_camelyon_csv`) and QuPath GeoJSON detections
+(:meth:`PointsTable.to_geojson`); :func:`read_camelyon_csv` reads the CSV back. These two methods are the one writer
+of each format: the evaluate stage (``points/<name>.csv`` and ``.geojson``) and the napari plugin's Points-layer
+writers both call them. (X, Y) appears only here, at the format boundary.
 """
 
 from __future__ import annotations
@@ -104,12 +106,15 @@ class PointsTable:
         return atomic_write(path, buf.getvalue().encode("utf-8"), overwrite)
 
     def to_geojson(self, path: PathLike, *, class_name: str = "Tumor", overwrite: bool = True) -> Path:
-        """Write QuPath-style GeoJSON, atomically; returns the path written.
+        """Write QuPath GeoJSON detections, atomically; returns the path written.
 
-        A FeatureCollection with one ``Point`` feature per lesion point, coordinates ``[x, y]`` in continuous
-        level-0 pixels (QuPath's frame: (0, 0) is the top-left corner of the first pixel), and properties
-        ``objectType`` ``"annotation"``, ``classification`` ``{"name": class_name}``, ``probability`` and
-        ``measurements`` ``{"probability": ...}`` (shown in QuPath's measurement table).
+        A FeatureCollection with one ``Point`` feature per lesion point, most probable first, coordinates ``[x, y]``
+        in continuous level-0 pixels (QuPath's frame: (0, 0) is the top-left corner of the first level-0 pixel, so
+        the centre of pixel (row 3, col 7) is ``[7.5, 3.5]``). Each feature's properties are what QuPath (0.4 and
+        later) reads back through *File > Import objects from file*: ``objectType`` ``"detection"``,
+        ``classification`` ``{"name": class_name, "color": [200, 0, 0]}`` and ``measurements``
+        ``{"probability": p}`` (a column of the detection measurement table); ``probability`` is also a plain
+        property for readers other than QuPath.
         """
         features = []
         for p, x, y in zip(self.probability, self.x, self.y, strict=True):
@@ -118,7 +123,7 @@ class PointsTable:
                     "type": "Feature",
                     "geometry": {"type": "Point", "coordinates": [float(x), float(y)]},
                     "properties": {
-                        "objectType": "annotation",
+                        "objectType": "detection",
                         "classification": {"name": class_name, "color": [200, 0, 0]},
                         "probability": float(p),
                         "measurements": {"probability": float(p)},

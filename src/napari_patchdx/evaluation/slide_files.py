@@ -1,7 +1,7 @@
 """Evaluating a run's slides from files: :func:`evaluate_slides` (and its job twin) reads the slides, their heatmap
 files and ground truth, evaluates them (:func:`~napari_patchdx.evaluation.slides.evaluate_slide_inputs_job`) and
-writes the ``evaluate/`` folder: points, ``froc.json`` / ``froc.png``, ``roc.png``, ``slides.csv``, thumbnails,
-``suspects.json`` and ``metrics.json``.
+writes the ``evaluate/`` folder: lesion points (``points/<name>.csv`` and ``points/<name>.geojson``), ``froc.json`` /
+``froc.png``, ``roc.png``, ``slides.csv``, thumbnails, ``suspects.json`` and ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputFileError
 from ..io.annotations.read import read_annotations
-from ..io.names import file_name, heatmap_paths
+from ..io.names import POINTS_FOLDER, file_name, heatmap_paths, points_paths
 from ..jsonvalues import write_json
 from ..progress import Job, Progress, run_job
 from .figures import draw_roc, new_figure, save_figure
@@ -148,14 +148,23 @@ def evaluate_slides_job(
 def _write_slide_outputs(
     evaluation: SlidesEvaluation, inputs: Sequence[SlideInput], paths: Sequence[Path], out: Path, thumbnails: bool
 ) -> Job[dict[str, Any]]:
-    """Write points/, froc.json, froc.png, roc.png, slides.csv, thumbs/, suspects.json; returns the metrics."""
+    """Write points/ (CAMELYON16 CSV and QuPath GeoJSON per slide), froc.json, froc.png, roc.png, slides.csv,
+    thumbs/, suspects.json; returns the metrics."""
     from ..io.slides.open import open_slide
 
-    (out / "points").mkdir(parents=True, exist_ok=True)
-    files: dict[str, Any] = {"slides_csv": "slides.csv", "suspects": "suspects.json", "points": {}}
+    (out / POINTS_FOLDER).mkdir(parents=True, exist_ok=True)
+    files: dict[str, Any] = {
+        "slides_csv": "slides.csv",
+        "suspects": "suspects.json",
+        "points": {},
+        "points_geojson": {},
+    }
     for name in evaluation.names:
-        evaluation.points[name].to_camelyon_csv(out / "points" / f"{name}.csv")
-        files["points"][name] = f"points/{name}.csv"
+        where = points_paths(out / POINTS_FOLDER, name)
+        evaluation.points[name].to_camelyon_csv(where["csv"])
+        evaluation.points[name].to_geojson(where["geojson"])
+        files["points"][name] = where["csv"].relative_to(out).as_posix()
+        files["points_geojson"][name] = where["geojson"].relative_to(out).as_posix()
     if evaluation.froc is not None:
         evaluation.froc.to_json(out / "froc.json")
         evaluation.froc.plot(out / "froc.png")
@@ -253,7 +262,9 @@ def evaluate_slides(
         thumbnails: write ``thumbs/``.
 
     Files (under ``out_dir``, each written atomically):
-        ``points/<name>.csv`` (CAMELYON16 ``probability,X,Y``, level-0 pixels), ``froc.json`` and ``froc.png``
+        ``points/<name>.csv`` (CAMELYON16 ``probability,X,Y``, level-0 pixels) and ``points/<name>.geojson``
+        (the same points as QuPath detections, ``[x, y]`` in continuous level-0 pixels, the probability as a
+        measurement; :meth:`~napari_patchdx.evaluation.PointsTable.to_geojson`), ``froc.json`` and ``froc.png``
         (when some slide has a lesion to find), ``roc.png`` (when both tumour and normal slides are present),
         ``slides.csv`` (:data:`SLIDES_CSV_COLUMNS`), ``thumbs/<name>.png``, ``suspects.json`` (the rule and the
         suspects) and ``metrics.json`` (the returned dict).
@@ -261,7 +272,8 @@ def evaluate_slides(
     Returns:
         The metrics: ``track`` ("slides"), counts, ``froc`` (score, sensitivity_at, ... or ``skipped`` with the
         reason), ``slide_auc`` (auc, lo, hi, ... or ``skipped``), ``points``, ``suspects``, ``settings``,
-        ``files`` (relative paths) and ``inputs``.
+        ``files`` (relative paths; ``points`` and ``points_geojson`` map each slide to its two points files) and
+        ``inputs``.
 
     Raises:
         ConfigError: no slides, repeated names, an annotations mapping that does not name exactly the slides,

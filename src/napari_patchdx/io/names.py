@@ -9,7 +9,8 @@ after it:
 ``<name>.heatmap.ome.tif``    a slide's heatmap (float32 OME-TIFF), sidecar ``<name>.heatmap.json``; while
                               being written ``<name>.heatmap.partial.npy`` + ``.partial.json``
 ``<name>.cam.ome.tif``        an X-ray's class activation maps, sidecar ``<name>.cam.json``
-``<name>.csv``, ``.geojson``  a slide's lesion points (CAMELYON16 CSV, QuPath GeoJSON)
+``<name>.csv``, ``.geojson``  a slide's lesion points (CAMELYON16 CSV, QuPath GeoJSON), in an evaluation
+                              folder's ``points/`` (:data:`POINTS_FOLDER`)
 ``<name>.png``                a thumbnail in an evaluation
 ==========================  ===========================================================================
 
@@ -27,6 +28,7 @@ __all__ = [
     "CAM_FORMAT",
     "FLOAT_MAP_SUFFIXES",
     "HEATMAP_FORMAT",
+    "POINTS_FOLDER",
     "annotation_candidates",
     "cam_paths",
     "file_name",
@@ -48,6 +50,8 @@ ANNOTATION_SUFFIXES = (".xml", ".geojson")
 HEATMAP_FORMAT = "napari-patchdx-heatmap"
 #: the ``format`` of a CAM sidecar
 CAM_FORMAT = "napari-patchdx-cam"
+#: the sub-folder of an evaluation folder that holds each slide's lesion points (:func:`points_paths`)
+POINTS_FOLDER = "points"
 
 
 def file_name(path: PathLike) -> str:
@@ -90,7 +94,9 @@ def cam_paths(out_dir: PathLike, name: str) -> dict[str, Path]:
 
 
 def points_paths(out_dir: PathLike, name: str) -> dict[Literal["csv", "geojson"], Path]:
-    """A slide's lesion points in ``out_dir``: ``csv`` (CAMELYON16: probability, X, Y) and ``geojson`` (QuPath)."""
+    """A slide's lesion points in ``out_dir``: ``csv`` (CAMELYON16: probability, X, Y) and ``geojson`` (QuPath
+    detections), both in level-0 pixels. An evaluation writes them to its ``points/`` sub-folder
+    (:data:`POINTS_FOLDER`)."""
     out = Path(out_dir)
     return {"csv": out / f"{name}.csv", "geojson": out / f"{name}.geojson"}
 

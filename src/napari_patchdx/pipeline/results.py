@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..errors import InputFileError
 from ..io.cohort import LESIONS_NAME, LesionBox, read_labels, read_lesions
+from ..io.names import POINTS_FOLDER, points_paths
 from .config import RunConfig
 from .manifest import MANIFEST_NAME, REPORT_NAME, read_manifest
 
@@ -89,7 +90,7 @@ def result_layers(run_dir: str | os.PathLike[str], *, max_items: int | None = No
         if track == "slides":
             group.extend(L.slide_file_layers(Path(row.path)))
             group.extend(L.heatmap_file_layers(result))
-            points = run_dir / "evaluate" / "points" / f"{name}.csv"
+            points = points_paths(run_dir / "evaluate" / POINTS_FOLDER, name)["csv"]
             if points.is_file():
                 from ..evaluation.points import read_camelyon_csv
 
