@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .versions import __version__
 
-_LAZY = {
+_LAZY = {  # name -> "module" (the same name there) or "module:name"
     "AnnotationSet": "napari_patchdx.io.annotations",
     "Region": "napari_patchdx.io.annotations",
     "read_annotations": "napari_patchdx.io.annotations",
@@ -26,6 +26,15 @@ _LAZY = {
     "RunConfig": "napari_patchdx.pipeline.config",
     "RunResult": "napari_patchdx.pipeline.results",
     "run": "napari_patchdx.pipeline.runner",
+    "sample": "napari_patchdx.sampling.sample_files",
+    "evaluate": "napari_patchdx.evaluation.evaluate_files",
+    "report": "napari_patchdx.reporting.build:build_report",
+    "SampleSettings": "napari_patchdx.sampling.settings",
+    "InferSettings": "napari_patchdx.inference.settings",
+    "DistributedSettings": "napari_patchdx.inference.settings",
+    "EvaluateSettings": "napari_patchdx.evaluation.settings",
+    "ReportSettings": "napari_patchdx.reporting.settings",
+    "TrainConfig": "napari_patchdx.training.config",
     "train": "napari_patchdx.training.job",
     "predict_slides": "napari_patchdx.inference.distributed_heatmaps",
     "predict_xrays": "napari_patchdx.inference.xray_job",
@@ -40,11 +49,14 @@ __all__ = ["__version__", *sorted(_LAZY)]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .errors import ConfigError, InputFileError, MissingMetadataError, PatchdxError
+    from .evaluation.evaluate_files import evaluate
     from .evaluation.froc import froc
     from .evaluation.nms import lesion_points
+    from .evaluation.settings import EvaluateSettings
     from .evaluation.slide_files import evaluate_slides
     from .evaluation.xrays import evaluate_cxr
     from .inference.distributed_heatmaps import predict_slides
+    from .inference.settings import DistributedSettings, InferSettings
     from .inference.xray_job import predict_xrays
     from .io.annotations import AnnotationSet, Region, read_annotations
     from .io.cxr import CxrImage, read_cxr
@@ -53,14 +65,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from .pipeline.results import RunResult
     from .pipeline.runner import run
     from .reporting.build import build_report
+    from .reporting.build import build_report as report
+    from .reporting.settings import ReportSettings
+    from .sampling.sample_files import sample
+    from .sampling.settings import SampleSettings
+    from .training.config import TrainConfig
     from .training.job import train
 
 
 def __getattr__(name: str) -> Any:
     """Import a public name on first use."""
-    module = _LAZY.get(name)
-    if module is None:
+    where = _LAZY.get(name)
+    if where is None:
         raise AttributeError(f"module 'napari_patchdx' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, _, attribute = where.partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
     globals()[name] = value
     return value

@@ -94,27 +94,35 @@ def relay(
     *,
     prefix: str = "",
     wrap: Callable[[Any], Any] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> Job[T]:
     """Run ``job`` inside another job; returns its result.
 
     Each report becomes ``Progress(round(f * SCALE), SCALE, prefix + message, partial)`` with
     ``f = lo + (hi - lo) * report.fraction``: the inner job fills the part ``[lo, hi]`` of the outer job's range.
     ``wrap`` turns a non-None partial result into what the outer job passes on (None drops nothing: partials are
-    passed on unchanged). Closing the outer generator closes ``job``.
+    passed on unchanged). After each report, ``stop()`` is asked whether to stop: if so ``job`` is closed and
+    :class:`Stopped` raised. Closing the outer generator closes ``job``.
     """
     try:
         while True:
             try:
                 report = next(job)
-            except StopIteration as stop:
-                return stop.value
+            except StopIteration as done:
+                return done.value
             partial = report.partial
             if partial is not None and wrap is not None:
                 partial = wrap(partial)
             frac = lo + (hi - lo) * report.fraction
             yield Progress(round(frac * SCALE), SCALE, f"{prefix}{report.message}", partial)
+            if stop is not None and stop():
+                raise Stopped(f"{prefix}stopped at: {report.message}")
     finally:
         job.close()
+
+
+class Stopped(Exception):
+    """A relayed job was stopped at one of its reports because the caller's ``stop()`` said so (:func:`relay`)."""
 
 
 def raise_failures(

@@ -43,11 +43,13 @@ Modules (each imports only the ones listed before it; the names above are re-exp
     (:func:`froc_from_dirs`), ``roc`` (:func:`slide_score`, :func:`roc_auc_ci`), ``xray_metrics`` (AUROC,
     operating points, pointing game), ``label_errors`` (:func:`suspected_label_errors`), ``outputs`` (JSON / CSV
     writers), ``thumbnails`` (:func:`slide_thumbnail`, :func:`cxr_thumbnail`), ``slides``
-    (:func:`evaluate_slide_inputs_job`), ``slide_files`` (:func:`evaluate_slides`), ``xrays`` (:func:`evaluate_cxr`).
+    (:func:`evaluate_slide_inputs_job`), ``slide_files`` (:func:`evaluate_slides`), ``xrays`` (:func:`evaluate_cxr`), ``settings``
+    (:class:`EvaluateSettings`), ``evaluate_files`` (:func:`evaluate`: either track in one call, routed by its inputs).
 """
 
 from __future__ import annotations
 
+from .evaluate_files import evaluate
 from .figures import draw_roc
 from .froc import FROC_FP_RATES, classify_points, froc
 from .froc_dirs import froc_from_dirs
@@ -58,6 +60,7 @@ from .nms import LIU_RADIUS_UM, lesion_points
 from .outcomes import OUTCOME_COLORS, OUTCOME_FALSE_POSITIVE, OUTCOME_HIT, OUTCOME_ITC, OUTCOMES, PointOutcomes
 from .points import PointsTable, read_camelyon_csv
 from .roc import roc_auc_ci, slide_score
+from .settings import EvaluateSettings
 from .slide_files import evaluate_slides, evaluate_slides_job
 from .slides import SLIDES_CSV_COLUMNS, SlideInput, SlidesEvaluation, evaluate_slide_inputs, evaluate_slide_inputs_job
 from .thumbnails import cxr_thumbnail, slide_thumbnail
@@ -87,6 +90,7 @@ __all__ = [
     "SUSPECT_HIGH",
     "SUSPECT_LOW",
     "SUSPECT_RULE",
+    "EvaluateSettings",
     "FrocResult",
     "PointOutcomes",
     "PointingPair",
@@ -98,6 +102,7 @@ __all__ = [
     "cxr_thumbnail",
     "draw_froc",
     "draw_roc",
+    "evaluate",
     "evaluate_cxr",
     "evaluate_cxr_job",
     "evaluate_slide_inputs",

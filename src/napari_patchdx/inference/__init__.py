@@ -55,14 +55,17 @@ from .ensemble import PRECISIONS, predict_patches
 from .heatmap_files import read_heatmap
 from .heatmaps import HeatmapResult, HeatmapRows, heatmap_grid, patch_geometry, slide_heatmap_job
 from .patch_stream import iter_slide_patches
+from .settings import DistributedSettings, InferSettings
 from .xray import CxrPrediction, cxr_predict, read_cxr_prediction, save_cxr_prediction
 from .xray_job import XrayInput, XrayOutcome, predict_xrays, predict_xrays_job
 
 __all__ = [
     "PRECISIONS",
     "CxrPrediction",
+    "DistributedSettings",
     "HeatmapResult",
     "HeatmapRows",
+    "InferSettings",
     "XrayInput",
     "XrayOutcome",
     "cxr_predict",

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import InputFileError
 from .names import CAM_FORMAT, HEATMAP_FORMAT, annotation_candidates, float_map_name, float_map_sidecar
 from .slides.dicom import DICOM_SUFFIXES, dicom_wsi_series, one_per_series, read_dicom_header
 
@@ -121,3 +123,28 @@ def slides_in_folder(folder: str | os.PathLike[str]) -> list[tuple[Path, Path | 
     ]
     found.extend(one_per_series(instances[0].path for instances in dicom_wsi_series(folder).values()))
     return [(p, annotations_beside(p)) for p in sorted(found)]
+
+
+def slide_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[tuple[Path, Path | None]]:
+    """``(slide, ground truth or None)`` for slide files and folders of slides, in the order given, each slide once.
+
+    A folder gives its slides (:func:`slides_in_folder`); a file of a DICOM-WSI series stands for the series; a
+    slide's ground truth is the annotation file beside it (:func:`annotations_beside`).
+
+    Raises:
+        InputFileError: a path that does not exist, is not a slide we read, or is a folder holding no slides.
+    """
+    pairs: list[tuple[Path, Path | None]] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = slides_in_folder(path)
+            if not found:
+                raise InputFileError(path, "holds no slides")
+            pairs.extend(found)
+        elif detect_kind(path) == "slide":
+            slide = one_per_series([path])[0]  # any file of a DICOM-WSI series stands for the series
+            pairs.append((slide, annotations_beside(slide)))
+        else:
+            raise InputFileError(path, "no such file" if not path.exists() else "not a slide we read")
+    return list(dict.fromkeys(pairs))

@@ -19,7 +19,7 @@ from typing import Any
 from .._config import closest
 from ..devices import resolve_device
 from ..errors import ConfigError
-from ..progress import Job, Progress
+from ..progress import Job, Progress, Stopped, relay
 from ..versions import package_versions
 from .config import RunConfig
 from .fingerprints import stage_fingerprints
@@ -305,22 +305,18 @@ def _guarded(
 
     Returns ``(files, cancelled)``. Training polls ``stop`` itself (it saves a resumable state first).
     """
-    while True:
-        try:
-            report = next(job)
-        except StopIteration as done:
-            value = done.value
-            return value if stage == "train" else (value, False)
-        frac = base + weight * report.fraction
-        yield Progress(
-            round(SCALE * frac),
-            SCALE,
-            f"{stage}: {report.message}",
-            {"stage": stage, "event": "progress", "data": report.partial},
+    try:
+        value = yield from relay(
+            job,
+            base,
+            base + weight,
+            prefix=f"{stage}: ",
+            wrap=lambda data: {"stage": stage, "event": "progress", "data": data},
+            stop=None if stage == "train" else stop,
         )
-        if stage != "train" and stop is not None and stop():
-            job.close()
-            return [], True
+    except Stopped:
+        return [], True
+    return value if stage == "train" else (value, False)
 
 
 def run(

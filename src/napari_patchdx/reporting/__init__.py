@@ -23,5 +23,11 @@ from __future__ import annotations
 
 from .build import build_report
 from .load import ReportRun, load_run
+from .settings import ReportSettings
 
-__all__ = ["ReportRun", "build_report", "load_run"]
+__all__ = [
+    "ReportRun",
+    "ReportSettings",
+    "build_report",
+    "load_run",
+]

@@ -20,7 +20,9 @@ Modules, from the bottom up:
 * :mod:`~napari_patchdx.sampling.balanced`: Liu et al.'s balanced sampler.
 * :mod:`~napari_patchdx.sampling.grid`: the grid sampler (inference, exhaustive sets).
 * :mod:`~napari_patchdx.sampling.cxr_lesions`: chest X-ray cohorts and the lesion patch sampler.
+* :mod:`~napari_patchdx.sampling.settings`: the stage's settings (:class:`SampleSettings`).
 * :mod:`~napari_patchdx.sampling.job`: the sampling jobs with progress (widget, command line, run()).
+* :mod:`~napari_patchdx.sampling.sample_files`: :func:`sample`, the stage in one call on slide files or a cohort.
 * :mod:`~napari_patchdx.sampling.datasets`: torch datasets that read and augment patches (imports torch; not
   re-exported here).
 """
@@ -32,6 +34,8 @@ from .cxr_lesions import CxrLesionSampler, CxrSource, load_cxr_cohort
 from .grid import grid_table
 from .job import sample_cxr_job, sample_slides_job
 from .patches import PatchGeometry
+from .sample_files import sample
+from .settings import SAMPLE_METHODS, SampleSettings
 from .sources import SlideSource
 from .splits import SPLITS, assign_splits
 from .tables import PATCH_COLUMNS, read_patch_table, write_patch_table
@@ -42,12 +46,14 @@ from .tissue_mask import MASK_SUFFIXES, TissueMask
 __all__ = [
     "MASK_SUFFIXES",
     "PATCH_COLUMNS",
+    "SAMPLE_METHODS",
     "SPLITS",
     "BalancedSampler",
     "CxrLesionSampler",
     "CxrSource",
     "NoTissueWarning",
     "PatchGeometry",
+    "SampleSettings",
     "SlideSource",
     "TissueConfig",
     "TissueMask",
@@ -56,6 +62,7 @@ __all__ = [
     "grid_table",
     "load_cxr_cohort",
     "read_patch_table",
+    "sample",
     "sample_cxr_job",
     "sample_slides_job",
     "tissue_from_rgb",

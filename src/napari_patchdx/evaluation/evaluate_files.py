@@ -1,0 +1,82 @@
+""":func:`evaluate`: one call for either track: slides with their heatmaps (lesion points, CAMELYON16 FROC, slide
+AUC) or a chest X-ray cohort with its CAMs (AUROC, operating points, pointing game), routed by the inputs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..io.detect import slide_inputs
+from ..progress import Progress, run_job
+from .settings import EvaluateSettings
+from .slide_files import evaluate_slides_job
+from .xrays import evaluate_cxr_job
+
+PathLike = str | os.PathLike[str]
+
+
+def evaluate(
+    inputs: PathLike | Sequence[PathLike],
+    predictions: PathLike,
+    out: PathLike,
+    *,
+    settings: EvaluateSettings | None = None,
+    annotations: Mapping[str, PathLike | None] | None = None,
+    images: Sequence[str] | None = None,
+    thresholds: Mapping[str, float | None] | None = None,
+    seed: int = 0,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Evaluate predictions against ground truth and write the ``evaluate/`` files into ``out``; returns the metrics.
+
+    Args:
+        inputs: slide files and / or folders of slides (slides track), or one chest X-ray cohort folder with
+            ``labels.csv`` (and ``lesions.csv`` for the pointing game).
+        predictions: the folder of ``<name>.heatmap.ome.tif`` (slides) or ``<image>.cam.ome.tif`` (X-rays) files
+            that inference wrote.
+        out: the output folder (created).
+        settings: NMS threshold and radius, FROC level and mpp, slide score, bootstrap resamples
+            (:class:`~napari_patchdx.evaluation.settings.EvaluateSettings`; the X-ray track uses ``n_boot``).
+        annotations: slides: slide name -> ground-truth file or None (default: the file beside each slide).
+        images: X-rays: the image ids to evaluate (default: every prediction).
+        thresholds: X-rays: per-class operating thresholds (e.g. a checkpoint's Youden thresholds,
+            :func:`~napari_patchdx.models.checkpoint.checkpoint_thresholds`).
+        seed: the bootstrap seed.
+        on_progress: called with each :class:`~napari_patchdx.progress.Progress` report.
+
+    Returns:
+        The metrics (also written to ``out/metrics.json``): see :func:`~napari_patchdx.evaluation.evaluate_slides`
+        and :func:`~napari_patchdx.evaluation.evaluate_cxr`.
+
+    Raises:
+        InputFileError: an input that is not a slide or a cohort folder, a missing prediction, an unreadable file.
+        ConfigError: a bad setting, or a slide-only option given for X-rays (or the reverse).
+    """
+    settings = settings or EvaluateSettings()
+    paths = [Path(inputs)] if isinstance(inputs, str | os.PathLike) else [Path(p) for p in inputs]
+    if len(paths) == 1 and (paths[0] / "labels.csv").is_file():
+        if annotations is not None:
+            raise ConfigError("annotations are for slides; a chest X-ray cohort's ground truth is its labels.csv")
+        job = evaluate_cxr_job(
+            predictions, paths[0], out, images=images, thresholds=thresholds, n_boot=settings.n_boot, seed=seed
+        )
+    else:
+        if images is not None or thresholds is not None:
+            raise ConfigError("images and thresholds are for a chest X-ray cohort, not for slides")
+        job = evaluate_slides_job(
+            [p for p, _ in slide_inputs(paths)],
+            predictions,
+            out,
+            annotations=annotations,
+            nms_threshold=settings.nms_threshold,
+            nms_radius_um=settings.nms_radius_um,
+            level=settings.level,
+            mpp=settings.mpp,
+            score=settings.score,
+            n_boot=settings.n_boot,
+            seed=seed,
+        )
+    return run_job(job, on_progress)
