@@ -43,8 +43,9 @@ Modules (each imports only the ones listed before it; the names above are re-exp
     (:func:`froc_from_dirs`), ``roc`` (:func:`slide_score`, :func:`roc_auc_ci`), ``xray_metrics`` (AUROC,
     operating points, pointing game), ``label_errors`` (:func:`suspected_label_errors`), ``outputs`` (JSON / CSV
     writers), ``thumbnails`` (:func:`slide_thumbnail`, :func:`cxr_thumbnail`), ``slides``
-    (:func:`evaluate_slide_inputs_job`), ``slide_files`` (:func:`evaluate_slides`), ``xrays`` (:func:`evaluate_cxr`), ``settings``
-    (:class:`EvaluateSettings`), ``evaluate_files`` (:func:`evaluate`: either track in one call, routed by its inputs).
+    (:func:`evaluate_slide_inputs_job`), ``slide_files`` (:func:`evaluate_slides`), ``xrays``
+    (:func:`evaluate_cxr`), ``settings`` (:class:`EvaluateSettings`), ``evaluate_files`` (:func:`evaluate`: either
+    track in one call, routed by its inputs).
 """
 
 from __future__ import annotations
