@@ -24,6 +24,12 @@ Slide level and chest X-rays
     interval), :func:`multilabel_auroc`, :func:`youden_thresholds`, :func:`sensitivity_specificity` and
     :func:`pointing_game` (CAM localisation).
 
+Slide-level classification (CAMELYON16 task 2)
+    :func:`heatmap_features` (maximum, top-k means, tumour area above thresholds, the largest lesion region's size
+    and shape, in mm² and micrometres) and :class:`SlideClassifier` (a random forest, as the CAMELYON16 winner, or a
+    logistic regression) fitted on training slides; :func:`compare_with_maximum` compares it with the heatmap
+    maximum by AUC with a paired bootstrap interval of the difference (:func:`auc_difference_ci`).
+
 Evaluating a run
     :func:`evaluate_slides` (heatmap files -> lesion points, FROC, slide AUC, ``slides.csv``, thumbnails) and
     :func:`evaluate_cxr` (CAM files -> per-class AUROC, operating points, pointing game, ``images.csv``,
@@ -60,8 +66,10 @@ from .masks import CAMELYON_LEVEL, CAMELYON_MPP, GROWTH_UM, ITC_MAJOR_AXIS_UM, e
 from .nms import LIU_RADIUS_UM, lesion_points
 from .outcomes import OUTCOME_COLORS, OUTCOME_FALSE_POSITIVE, OUTCOME_HIT, OUTCOME_ITC, OUTCOMES, PointOutcomes
 from .points import PointsTable, read_camelyon_csv
-from .roc import roc_auc_ci, slide_score
+from .roc import auc_difference_ci, roc_auc_ci, slide_score
 from .settings import EvaluateSettings
+from .slide_classifier import CLASSIFIERS, SlideClassifier, compare_with_maximum
+from .slide_features import feature_names, heatmap_features
 from .slide_files import evaluate_slides, evaluate_slides_job
 from .slides import SLIDES_CSV_COLUMNS, SlideInput, SlidesEvaluation, evaluate_slide_inputs, evaluate_slide_inputs_job
 from .thumbnails import cxr_thumbnail, slide_thumbnail
@@ -78,6 +86,7 @@ from .xrays import evaluate_cxr, evaluate_cxr_job
 __all__ = [
     "CAMELYON_LEVEL",
     "CAMELYON_MPP",
+    "CLASSIFIERS",
     "FROC_FP_RATES",
     "GROWTH_UM",
     "ITC_MAJOR_AXIS_UM",
@@ -96,10 +105,13 @@ __all__ = [
     "PointOutcomes",
     "PointingPair",
     "PointsTable",
+    "SlideClassifier",
     "SlideFroc",
     "SlideInput",
     "SlidesEvaluation",
+    "auc_difference_ci",
     "classify_points",
+    "compare_with_maximum",
     "cxr_thumbnail",
     "draw_froc",
     "draw_roc",
@@ -111,8 +123,10 @@ __all__ = [
     "evaluate_slides",
     "evaluate_slides_job",
     "evaluation_mask",
+    "feature_names",
     "froc",
     "froc_from_dirs",
+    "heatmap_features",
     "lesion_points",
     "multilabel_auroc",
     "pointing_game",
