@@ -76,6 +76,12 @@ class BalancedSampler:
         rng = np.random.default_rng([self.seed, int(index)])
         label = int(rng.random() < self.p_tumor)
         k, cells = self._cells[label][int(rng.integers(len(self._cells[label])))]
+        return self.draw_in_cells(rng, k, cells, label)
+
+    def draw_in_cells(self, rng: np.random.Generator, k: int, cells: np.ndarray, label: int | None) -> dict[str, Any]:
+        """A patch of source ``k`` centred uniformly in one of its tissue-grid ``cells`` (flat indices), jittered,
+        labelled by the exact central-region rule; redrawn (up to ``max_tries``) while the label is not ``label``
+        (None: the first position is kept, whatever its label). Returns a patch-table row."""
         source = self.sources[k]
         level, read_size, scale = self._plans[k]
         spacing = source.tissue.grid.spacing
@@ -95,7 +101,7 @@ class BalancedSampler:
             y = float(np.clip(np.floor(cy - foot / 2 + 0.5), 0, max(0.0, np.floor(h0 - foot))))
             x = float(np.clip(np.floor(cx - foot / 2 + 0.5), 0, max(0.0, np.floor(w0 - foot))))
             got = int(source.center_labels(np.array([y]), np.array([x]), self.geometry, scale)[0])
-            if got == label:
+            if label is None or got == label:
                 break
         else:
             self.mismatches += 1

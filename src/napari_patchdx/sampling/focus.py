@@ -1,0 +1,152 @@
+"""Training patches drawn more often from chosen regions: hard-negative mining (Wang et al. 2016, the CAMELYON16
+winner: a second round adds patches from the first model's false-positive regions) and "review, correct, retrain"
+(patches from regions a user corrected) are one mechanism.
+
+A :class:`FocusRegion` is a boolean mask over a slide on any :class:`~napari_patchdx.geometry.Grid` (a heatmap's,
+or a rasterised polygon's). :class:`FocusSampler` wraps Liu et al.'s :class:`~napari_patchdx.sampling.balanced.
+BalancedSampler`: draw ``i`` comes from the focus regions with probability ``fraction`` (uniformly over their tissue
+cells, each region weighted by ``weight`` times its size), else from the balanced sampler. A focus patch is placed
+and jittered like any other and labelled by the same exact central-region rule from the slide's (possibly
+corrected) ground truth: the regions say where to look more, never what the label is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import ConfigError
+from ..geometry import Grid
+from ..io.names import file_name
+from .balanced import BalancedSampler
+from .patches import PatchGeometry
+from .sources import SlideSource
+from .tables import patch_frame
+
+
+@dataclass(frozen=True)
+class FocusRegion:
+    """Where on one slide to draw more training patches.
+
+    Attributes:
+        slide: the slide file (matched to the sampler's sources by name, :func:`~napari_patchdx.io.names.file_name`).
+        mask: (rows, cols) bool, True where patches should come from.
+        grid: where the mask's cells lie on level 0.
+        weight: relative weight of this region's cells against other regions' (default 1).
+        reason: what the region is, for reports (e.g. ``"false positive p >= 0.5"``).
+    """
+
+    slide: str | Path
+    mask: np.ndarray
+    grid: Grid
+    weight: float = 1.0
+    reason: str = ""
+
+
+def hard_negative_regions(
+    heatmap: np.ndarray, grid: Grid, source: SlideSource, threshold: float = 0.5
+) -> FocusRegion | None:
+    """The false-positive region of a training slide's heatmap: cells whose probability is at least ``threshold``
+    while the patch centred on the cell is normal by the slide's ground truth (Liu's central-region rule).
+
+    Args:
+        heatmap: (rows, cols) tumour probabilities of the first-round model (NaN: not computed).
+        grid: the heatmap's cells on level 0.
+        source: the slide with its ground truth, as sampled.
+        threshold: the probability from which a normal cell is a false positive.
+
+    Returns:
+        The region (None when the slide has no false-positive cell).
+    """
+    heat = np.asarray(heatmap, dtype=np.float64)
+    if heat.shape != tuple(grid.shape):
+        raise ConfigError(f"heatmap shape {heat.shape} is not its grid's {tuple(grid.shape)}")
+    hot = np.isfinite(heat) & (heat >= float(threshold))
+    if not hot.any():
+        return None
+    rows, cols = np.nonzero(hot)
+    cy, cx = grid.centres(rows, cols)
+    side = max(8, round(float(np.mean(grid.spacing))))  # the cell itself is the labelled central region
+    labels = source.center_labels(cy - side / 2, cx - side / 2, PatchGeometry(side, side, None), 1.0)
+    hot[rows[labels == 1], cols[labels == 1]] = False
+    if not hot.any():
+        return None
+    return FocusRegion(source.path, hot, grid, 1.0, f"false positive p >= {float(threshold):g}")
+
+
+class FocusSampler:
+    """Liu et al.'s balanced sampler with a share ``fraction`` of draws from :class:`FocusRegion` s.
+
+    Draw ``i`` depends only on ``(seed, i)``, as for the balanced sampler; with ``fraction`` 0 the stream is the
+    balanced sampler's. Exposes the balanced sampler's interface (``draw``, ``stream``, ``table``, ``sources``,
+    ``geometry``, ``seed``), so training streams and tables take either.
+    """
+
+    def __init__(self, base: BalancedSampler, regions: Sequence[FocusRegion], fraction: float = 0.3) -> None:
+        if not 0.0 <= float(fraction) <= 1.0:
+            raise ConfigError(f"focus fraction must be in [0, 1], got {fraction!r}")
+        self.base = base
+        self.fraction = float(fraction)
+        self.sources = base.sources
+        self.geometry = base.geometry
+        self.seed = base.seed
+        by_name = {file_name(s.path): k for k, s in enumerate(base.sources)}
+        self._cells: list[tuple[int, np.ndarray]] = []
+        weights: list[float] = []
+        for region in regions:
+            k = by_name.get(file_name(region.slide))
+            if k is None:
+                names = ", ".join(sorted(by_name))
+                raise ConfigError(f"focus region on {region.slide}: not one of the sampled slides ({names})")
+            cells = self._tissue_cells(base.sources[k], region)
+            if cells.size and region.weight > 0:
+                self._cells.append((k, cells))
+                weights.append(float(region.weight) * cells.size)
+        self._p = np.asarray(weights) / sum(weights) if weights else np.zeros(0)
+        if self.fraction > 0 and not self._cells:
+            raise ConfigError("no focus region covers tissue of a sampled slide; nothing to draw more of")
+
+    @staticmethod
+    def _tissue_cells(source: SlideSource, region: FocusRegion) -> np.ndarray:
+        """Flat indices of the source's tissue-grid cells whose centres lie in the region's mask."""
+        tissue = source.tissue
+        rows, cols = np.nonzero(tissue.mask)
+        cy, cx = tissue.grid.centres(rows, cols)
+        r, c = region.grid.index_of(cy, cx)
+        inside = (r >= 0) & (c >= 0) & (r < region.mask.shape[0]) & (c < region.mask.shape[1])
+        keep = np.zeros(rows.shape, dtype=bool)
+        keep[inside] = region.mask[r[inside], c[inside]]
+        return np.ravel_multi_index((rows[keep], cols[keep]), tissue.mask.shape)
+
+    @property
+    def mismatches(self) -> int:
+        """Balanced draws whose exact label differed from the chosen class after every retry."""
+        return self.base.mismatches
+
+    def draw(self, index: int) -> dict[str, Any]:
+        """Patch number ``index``: from the focus regions with probability ``fraction``, else the balanced draw."""
+        rng = np.random.default_rng([self.seed, 2, int(index)])
+        if self._cells and rng.random() < self.fraction:
+            k, cells = self._cells[int(rng.choice(len(self._cells), p=self._p))]
+            return {**self.base.draw_in_cells(rng, k, cells, None), "focus": 1}
+        return {**self.base.draw(index), "focus": 0}
+
+    def stream(self, start: int = 0, step: int = 1) -> Any:
+        """Endless draws ``start, start + step, ...``."""
+        i = int(start)
+        while True:
+            yield self.draw(i)
+            i += step
+
+    def table(self, n: int, start: int = 0) -> pd.DataFrame:
+        """Draws ``start .. start + n - 1`` as a patch table (with a ``focus`` column: 1 for focus draws)."""
+        rows = [self.draw(i) for i in range(start, start + int(n))]
+        focus = [r.pop("focus") for r in rows]
+        frame = patch_frame(rows)
+        frame["focus"] = np.asarray(focus, dtype=np.int8)
+        return frame
