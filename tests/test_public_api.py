@@ -65,5 +65,5 @@ def test_evaluate_routes_slides_and_xray_cohorts(tmp_path: Path) -> None:
     assert got == want and got["track"] == "cxr"
     with pytest.raises(pdx.ConfigError, match="thresholds are for a chest X-ray cohort"):
         pdx.evaluate(case["slides"], case["heatmaps"], tmp_path / "e", thresholds={"tumor": 0.5})
-    with pytest.raises(pdx.ConfigError, match="annotations are for slides"):
+    with pytest.raises(pdx.ConfigError, match="annotations and mpp are for slides"):
         pdx.evaluate(cohort, infer, tmp_path / "f", annotations={})

@@ -41,7 +41,7 @@ COMMANDS: dict[str, list[tuple[type, tuple[str, ...]]]] = {
         (InferSettings, ("tta", "stride", "batch_size", "min_tissue")),
         (DistributedSettings, ("workers", "scheduler", "retries")),
     ],
-    "evaluate": [(EvaluateSettings, ("nms_threshold", "nms_radius_um", "level", "mpp", "score", "n_boot"))],
+    "evaluate": [(EvaluateSettings, ("nms_threshold", "nms_radius_um", "level", "score", "n_boot"))],
     "report": [(ReportSettings, ("title",))],
 }
 """Command -> the settings whose fields are its options."""

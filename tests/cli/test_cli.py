@@ -158,7 +158,7 @@ def test_pipeline_commands_on_the_demo_runs(
     slide = out / "data" / "wsi" / "tumor_000.tif"
     table = tmp_path / "patches.csv"
     argv = ["sample", str(slide), "--out", str(table), "--n", "12", "--patch-size", "32", "--center-size", "16"]
-    assert cli.main([*argv, "--mpp", "4"]) == 0
+    assert cli.main([*argv, "--patch-mpp", "4"]) == 0
     assert len(table.read_text().splitlines()) == 13
     checkpoint = out / "runs" / "slides" / "train" / "best.safetensors"
     heatmaps = tmp_path / "heatmaps"

@@ -1,19 +1,33 @@
 """Command-line options built from a stage's settings object: one ``--flag`` per field, typed, with the field's
 default and help text, and the parsed values turned back into the settings object (so a value is checked by the
-same rule as in a configuration file, and a new setting is one edit: its field)."""
+same rule as in a configuration file, and a new setting is one edit: its field). Also the one ``--mpp`` option of
+the commands that read slides (:func:`add_mpp_option`, :func:`mpp_from_args`) and :class:`UsageError`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import typing
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
+from ..io.names import file_name
+from ..sampling.sources import check_mpp_names, check_slide_mpp
 
 S = TypeVar("S")
+
+MPP_HELP = (
+    "slides: level-0 microns per pixel, overriding the files' (needed where a file says nothing): UM for every "
+    "slide, or NAME=UM (repeated) for the slides named (by file name without the suffix)"
+)
+"""The help of ``--mpp``, the slides' microns per pixel wherever a command reads slides."""
+
+
+class UsageError(Exception):
+    """A command-line usage problem found after parsing (exit code 2)."""
 
 
 def flag(name: str) -> str:
@@ -90,3 +104,53 @@ def settings_from_args(
         for f in fields:
             message = re.sub(rf"\b[a-z_]+\.{f.name}\b", flag(f.name), message)
         raise ConfigError(message) from None
+
+
+def add_mpp_option(parser: argparse.ArgumentParser, also: str = "") -> None:
+    """Add ``--mpp UM`` / ``--mpp NAME=UM`` (repeatable): the slides' level-0 microns per pixel (:data:`MPP_HELP`;
+    ``also`` is appended to the help), read back by :func:`mpp_from_args`."""
+    parser.add_argument(
+        "--mpp", action="append", default=None, metavar="UM | NAME=UM", help=MPP_HELP + (f"; {also}" if also else "")
+    )
+
+
+def _micrometres(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--mpp: {text!r} is not a number of microns per pixel") from None
+
+
+def mpp_from_args(
+    args: argparse.Namespace, slides: Sequence[str | os.PathLike[str]]
+) -> float | dict[str, float] | None:
+    """The slides' microns per pixel ``--mpp`` gives (:data:`~napari_patchdx.sampling.sources.SlideMpp`): one
+    value, a mapping slide name -> value, or None when the option is absent.
+
+    Raises:
+        UsageError: ``--mpp`` without slides, a value that is not a number, one value given twice, values mixed
+            with ``NAME=UM``, a name given twice.
+        ConfigError: a value that is not > 0, or a name that is not one of ``slides`` (the closest suggested).
+    """
+    given: list[str] | None = args.mpp
+    if not given:
+        return None
+    if not slides:
+        raise UsageError("--mpp gives slides their microns per pixel, but no slide is among the inputs")
+    named = [text.partition("=") for text in given]
+    if not any(sep for _, sep, _ in named):
+        if len(given) > 1:
+            raise UsageError("--mpp: give one value for every slide, or NAME=UM for each slide named")
+        value: float | dict[str, float] = _micrometres(given[0])
+    elif all(sep for _, sep, _ in named):
+        value = {}
+        for name, _, um in named:
+            name = name.strip()
+            if name in value:
+                raise UsageError(f"--mpp: slide {name!r} is given twice")
+            value[name] = _micrometres(um)
+    else:
+        raise UsageError("--mpp: give either one value for every slide or NAME=UM per slide, not both")
+    checked = check_slide_mpp(value, "--mpp")
+    check_mpp_names(checked, [file_name(s) for s in slides], "--mpp")
+    return checked

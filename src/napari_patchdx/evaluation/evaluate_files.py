@@ -11,6 +11,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..io.detect import slide_inputs
 from ..progress import Progress, run_job
+from ..sampling.sources import SlideMpp
 from .settings import EvaluateSettings
 from .slide_files import evaluate_slides_job
 from .xrays import evaluate_cxr_job
@@ -27,6 +28,7 @@ def evaluate(
     annotations: Mapping[str, PathLike | None] | None = None,
     images: Sequence[str] | None = None,
     thresholds: Mapping[str, float | None] | None = None,
+    mpp: SlideMpp = None,
     seed: int = 0,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, Any]:
@@ -38,12 +40,14 @@ def evaluate(
         predictions: the folder of ``<name>.heatmap.ome.tif`` (slides) or ``<image>.cam.ome.tif`` (X-rays) files
             that inference wrote.
         out: the output folder (created).
-        settings: NMS threshold and radius, FROC level and mpp, slide score, bootstrap resamples
+        settings: NMS threshold and radius, FROC level, slide score, bootstrap resamples
             (:class:`~napari_patchdx.evaluation.settings.EvaluateSettings`; the X-ray track uses ``n_boot``).
         annotations: slides: slide name -> ground-truth file or None (default: the file beside each slide).
         images: X-rays: the image ids to evaluate (default: every prediction).
         thresholds: X-rays: per-class operating thresholds (e.g. a checkpoint's Youden thresholds,
             :func:`~napari_patchdx.models.checkpoint.checkpoint_thresholds`).
+        mpp: slides: level-0 microns per pixel for slides whose files lack it (one value, or slide name -> value);
+            also the FROC protocol's (CAMELYON16: 0.243).
         seed: the bootstrap seed.
         on_progress: called with each :class:`~napari_patchdx.progress.Progress` report.
 
@@ -58,8 +62,10 @@ def evaluate(
     settings = settings or EvaluateSettings()
     paths = [Path(inputs)] if isinstance(inputs, str | os.PathLike) else [Path(p) for p in inputs]
     if len(paths) == 1 and (paths[0] / "labels.csv").is_file():
-        if annotations is not None:
-            raise ConfigError("annotations are for slides; a chest X-ray cohort's ground truth is its labels.csv")
+        if annotations is not None or mpp is not None:
+            raise ConfigError(
+                "annotations and mpp are for slides; a chest X-ray cohort's ground truth is its labels.csv"
+            )
         job = evaluate_cxr_job(
             predictions, paths[0], out, images=images, thresholds=thresholds, n_boot=settings.n_boot, seed=seed
         )
@@ -74,7 +80,7 @@ def evaluate(
             nms_threshold=settings.nms_threshold,
             nms_radius_um=settings.nms_radius_um,
             level=settings.level,
-            mpp=settings.mpp,
+            mpp=mpp,
             score=settings.score,
             n_boot=settings.n_boot,
             seed=seed,

@@ -26,10 +26,6 @@ class EvaluateSettings:
     level: int = field(
         default=CAMELYON_LEVEL, metadata=about("slides: pyramid level of the FROC evaluation mask (CAMELYON16: 5)")
     )
-    mpp: float | None = field(
-        default=None,
-        metadata=about("slides: level-0 um/px the FROC assumes (CAMELYON16: 0.243; null: each slide's own)"),
-    )
     score: str = field(
         default="max",
         metadata=about("slides: slide score from the heatmap, 'max' (Liu et al.) or 'top<k>' (mean of the k largest)"),
@@ -40,7 +36,6 @@ class EvaluateSettings:
         self.nms_threshold = number("evaluate.nms_threshold", self.nms_threshold, strict=False)  # type: ignore[assignment]
         self.nms_radius_um = number("evaluate.nms_radius_um", self.nms_radius_um, strict=False)  # type: ignore[assignment]
         self.level = integer("evaluate.level", self.level, 0)  # type: ignore[assignment]
-        self.mpp = number("evaluate.mpp", self.mpp, optional=True)
         if not (isinstance(self.score, str) and re.fullmatch(r"max|top[1-9][0-9]*", self.score)):
             raise ConfigError(f"evaluate.score must be 'max' or 'top<k>' (e.g. 'top10'), got {self.score!r}")
         self.n_boot = integer("evaluate.n_boot", self.n_boot, 0)  # type: ignore[assignment]

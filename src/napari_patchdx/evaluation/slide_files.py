@@ -18,6 +18,7 @@ from ..io.annotations.read import read_annotations
 from ..io.names import POINTS_FOLDER, file_name, heatmap_paths, points_paths
 from ..jsonvalues import write_json
 from ..progress import Job, Progress, run_job
+from ..sampling.sources import MPP_HINT, SlideMpp, check_slide_mpp, slide_mpp
 from .figures import draw_roc, new_figure, save_figure
 from .files import PathLike
 from .label_errors import SUSPECT_HIGH, SUSPECT_LOW, suspects_document
@@ -44,7 +45,7 @@ def evaluate_slides_job(
     nms_threshold: float = 0.5,
     nms_radius_um: float = LIU_RADIUS_UM,
     level: int = CAMELYON_LEVEL,
-    mpp: float | None = None,
+    mpp: SlideMpp = None,
     score: str = "max",
     n_boot: int = 1000,
     seed: int = 0,
@@ -60,6 +61,7 @@ def evaluate_slides_job(
     paths = [Path(s) for s in slides]
     if not paths:
         raise ConfigError("evaluate_slides: no slides given")
+    mpp = check_slide_mpp(mpp)
     stems = [file_name(p) for p in paths]
     dupes = {s for s in stems if stems.count(s) > 1}
     if dupes:
@@ -91,11 +93,14 @@ def evaluate_slides_job(
     n = len(paths)
     inputs: list[SlideInput] = []
     slide_mpps: dict[str, float | None] = {}
+    mpp_records: dict[str, dict[str, Any]] = {}
     for i, (path, stem) in enumerate(zip(paths, stems, strict=True)):
         yield Progress(i, n, f"{stem}: reading slide, heatmap and ground truth")
-        with open_slide(path) as slide:
+        with open_slide(path, mpp=slide_mpp(mpp, path)) as slide:
             shape = (int(slide.shape[0]), int(slide.shape[1]))
             slide_mpps[stem] = slide.mpp
+            meta = slide.metadata()
+            mpp_records[stem] = {"mpp": meta["mpp"], "source": meta["mpp_source"]}
         heat_path = heatmap_paths(heat_dir, stem)["final"]
         heat, grid, side = read_heatmap(heat_path)
         made_for = ((side.get("key") or {}).get("slide") or {}).get("shape")
@@ -122,12 +127,18 @@ def evaluate_slides_job(
                 stacklevel=2,
             )
         inputs.append(SlideInput(stem, heat, grid, truth, shape, None, heat_path))
+    unknown = [f"{stem} ({path})" for stem, path in zip(stems, paths, strict=True) if slide_mpps[stem] is None]
+    if unknown:
+        raise ConfigError(
+            f"microns per pixel unknown for slides {', '.join(unknown[:10])}: their files do not say, and lesion "
+            f"points and the FROC protocol need them; {MPP_HINT}"
+        )
     evaluation = yield from evaluate_slide_inputs_job(
         inputs,
         nms_threshold=nms_threshold,
         nms_radius_um=nms_radius_um,
         level=level,
-        mpp=protocol_mpp(slide_mpps, mpp),
+        mpp=protocol_mpp(slide_mpps),
         score=score,
         n_boot=n_boot,
         seed=seed,
@@ -135,11 +146,13 @@ def evaluate_slides_job(
         suspect_low=suspect_low,
     )
     metrics = yield from _write_slide_outputs(evaluation, inputs, paths, out, thumbnails)
-    metrics["settings"]["mpp_source"] = "argument" if mpp is not None else "slides"
+    given = all(r["source"] == "argument" for r in mpp_records.values())
+    metrics["settings"]["mpp_source"] = "argument" if given else "slides"
     metrics["inputs"] = {
         "slides": [str(p) for p in paths],
         "heatmap_dir": str(heat_dir),
         "annotations": {k: (None if v is None else str(v)) for k, v in ann.items()},
+        "mpp": mpp_records,
     }
     write_json(out / "metrics.json", metrics)
     return metrics
@@ -231,7 +244,7 @@ def evaluate_slides(
     nms_threshold: float = 0.5,
     nms_radius_um: float = LIU_RADIUS_UM,
     level: int = CAMELYON_LEVEL,
-    mpp: float | None = None,
+    mpp: SlideMpp = None,
     score: str = "max",
     n_boot: int = 1000,
     seed: int = 0,
@@ -253,9 +266,11 @@ def evaluate_slides(
         nms_threshold, nms_radius_um: Liu et al.'s NMS threshold (probability) and radius (micrometres) for the
             lesion points (:func:`lesion_points`).
         level: pyramid level of the FROC evaluation mask (5 in CAMELYON16).
-        mpp: level-0 microns per pixel assumed by the FROC protocol (37.5 um growth, 275 um ITC axis). None: the
-            slides' own, which must be known and agree within 1 %; the CAMELYON16 challenge uses 0.243 for every
-            slide.
+        mpp: the slides' level-0 microns per pixel, overriding their files': one value for every slide, or a
+            mapping slide name -> value (:data:`~napari_patchdx.sampling.sources.SlideMpp`; names not evaluated
+            are ignored). The FROC protocol (37.5 um growth, 275 um ITC axis) uses the slides' microns per pixel,
+            which must be known for every slide and agree within 1 %: one value is the protocol's (the CAMELYON16
+            challenge evaluates every slide at 0.243).
         score: slide score: ``"max"`` (the heatmap's maximum, Liu et al.) or ``"top<k>"`` (mean of the k largest).
         n_boot, seed: bootstrap resamples and seed of the AUC's 95 % interval.
         suspect_high, suspect_low: the suspected-label-error rule's limits (:data:`SUSPECT_RULE`).
@@ -273,11 +288,12 @@ def evaluate_slides(
         The metrics: ``track`` ("slides"), counts, ``froc`` (score, sensitivity_at, ... or ``skipped`` with the
         reason), ``slide_auc`` (auc, lo, hi, ... or ``skipped``), ``points``, ``suspects``, ``settings``,
         ``files`` (relative paths; ``points`` and ``points_geojson`` map each slide to its two points files) and
-        ``inputs``.
+        ``inputs`` (with ``mpp``: per slide the microns per pixel used and their ``source``, ``"file"`` or
+        ``"argument"``).
 
     Raises:
         ConfigError: no slides, repeated names, an annotations mapping that does not name exactly the slides,
-            unknown or differing microns per pixel without ``mpp``, bad parameters.
+            microns per pixel unknown (naming the slides and how to give them) or differing, bad parameters.
         InputFileError: a missing heatmap (all are listed), a heatmap that is not this slide's or holds no
             probabilities, an unreadable slide or annotation file.
     """

@@ -31,7 +31,7 @@ from ..io.slides.open import open_slide
 from ..progress import Job, Progress
 from ..sampling.grid import grid_table
 from ..sampling.patches import PatchGeometry
-from ..sampling.sources import SlideSource
+from ..sampling.sources import SlideMpp, SlideSource, check_slide_mpp, require_slide_mpp, slide_mpp
 from ..sampling.tissue import detect_tissue
 from ..sampling.tissue_config import TissueConfig
 from ..sampling.tissue_mask import TissueMask
@@ -158,7 +158,7 @@ def slide_heatmap_job(
     min_tissue: float = 0.0,
     device: str | torch.device = "cpu",
     resume: bool = True,
-    mpp: float | None = None,
+    mpp: SlideMpp = None,
     patch_size: int | None = None,
     center_size: int | None = None,
     patch_mpp: float | None = None,
@@ -186,7 +186,9 @@ def slide_heatmap_job(
         device: torch device for the models.
         resume: continue an interrupted run / reuse a finished heatmap of the same configuration; False
             recomputes from scratch.
-        mpp: the slide's level-0 microns per pixel when the file lacks it.
+        mpp: the slide's level-0 microns per pixel, overriding the file's (needed when it says nothing): one value,
+            or a mapping slide name -> value (:data:`~napari_patchdx.sampling.sources.SlideMpp`, so that one mapping
+            serves many slides). Applies to a slide file; an opened ``Slide`` keeps the mpp it was opened with.
         band_rows: cell rows per band (default: about two tiles of the read level).
         class_index: which logit is "tumour" (0 for the usual one-class model).
         precision: ``"bf16"`` (bfloat16 autocast) or ``"fp32"``; None = bf16 on CUDA, fp32 elsewhere. Part of
@@ -223,8 +225,10 @@ def slide_heatmap_job(
     )  # fmt: skip
 
     own = not isinstance(slide_path, Slide)
-    slide = open_slide(slide_path, mpp=mpp) if own else slide_path
+    slide = open_slide(slide_path, mpp=slide_mpp(check_slide_mpp(mpp), slide_path)) if own else slide_path
     try:
+        if not isinstance(tissue, TissueMask):
+            require_slide_mpp(slide, "tissue detection")
         result = yield from _heatmap(slide, specs, Path(out_dir), geometry, options)
     finally:
         if own:
@@ -268,7 +272,7 @@ def _heatmap(
     key = {
         "format": HEATMAP_FORMAT,
         "version": HEATMAP_VERSION,
-        "slide": {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "shape": [h0, w0]},
+        "slide": {"name": name, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "shape": [h0, w0], "mpp": slide.mpp},
         "patch": {"size": geometry.patch_size, "center": geometry.center_size, "mpp": geometry.mpp},
         "read": {"level": level, "size": read_size, "scale": scale},
         "stride": stride,

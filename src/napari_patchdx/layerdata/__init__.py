@@ -189,9 +189,11 @@ def layers_for_paths(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]
     return layers
 
 
-def slide_file_layers(path: Path) -> list[LayerData]:
-    """A multiscale slide layer plus, when ``<stem>.xml`` / ``<stem>.geojson`` sits beside it, its ground truth."""
-    slide = open_slide(path)
+def slide_file_layers(path: Path, mpp: float | None = None) -> list[LayerData]:
+    """A multiscale slide layer plus, when ``<stem>.xml`` / ``<stem>.geojson`` sits beside it, its ground truth.
+
+    ``mpp`` (level-0 micrometres per pixel) replaces the file's value, e.g. for a slide whose file lacks it."""
+    slide = open_slide(path, mpp=mpp)
     layers = [slide_layer(slide)]
     ann_path = annotations_beside(path)
     if ann_path is not None:

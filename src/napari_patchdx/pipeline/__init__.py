@@ -5,8 +5,8 @@ One run is one track over one input folder, in one run directory::
     RUN_DIR/
       config.yaml      the resolved configuration (every default filled in, absolute paths)
       manifest.json    config, seed, package versions, device, input sizes and sha256, per-stage fingerprints,
-                       status and timings, one entry per session, the metrics
-      sample/          splits.csv (name, split, label, path, truth) and patches.csv (the patch table)
+                       status and timings, one entry per session, the metrics, each slide's mpp and its source
+      sample/          splits.csv (name, split, label, path, truth; slides: mpp) and patches.csv (the patch table)
       train/           the trainer's folder (best.* / last.* checkpoints, resume state, train_manifest.json)
       infer/           slides: <stem>.heatmap.ome.tif + .json; X-rays: <image>.cam.ome.tif + .json
       evaluate/        metrics.json, per-slide / per-image table, points/, plots, thumbnails, suspects.json

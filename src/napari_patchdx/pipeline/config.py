@@ -24,6 +24,7 @@ from ..evaluation.settings import EvaluateSettings
 from ..inference.settings import DistributedSettings, InferSettings
 from ..reporting.settings import ReportSettings
 from ..sampling.settings import SampleSettings
+from ..sampling.sources import check_slide_mpp
 from ..sampling.splits import SPLITS
 from ..training.config import TrainConfig
 from .manifest import MANIFEST_KIND, read_manifest
@@ -49,6 +50,13 @@ def _train_keys() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in _TOP_LEVEL_IN_TRAIN]
 
 
+_MOVED = {
+    "evaluate.mpp": "the FROC protocol uses the slides' level-0 microns per pixel, which the top-level 'mpp' gives "
+    "(for every stage); write it at the top level of the configuration instead",
+}
+"""Keys of earlier configurations that now live elsewhere -> where."""
+
+
 def _section(name: str, cls: type, values: Any) -> Any:
     if isinstance(values, cls):
         return values
@@ -57,6 +65,8 @@ def _section(name: str, cls: type, values: Any) -> Any:
     if not isinstance(values, Mapping):
         raise ConfigError(f"{name} must be a mapping of settings, got {values!r}")
     unknown = unknown_key(values, [f.name for f in dataclasses.fields(cls)])
+    if unknown and f"{name}.{unknown[0]}" in _MOVED:
+        raise ConfigError(f"{name}.{unknown[0]}: {_MOVED[f'{name}.{unknown[0]}']}")
     if unknown:
         raise ConfigError(f"unknown key '{name}.{unknown[0]}'; did you mean '{name}.{unknown[1]}'?")
     return cls(**dict(values))
@@ -132,6 +142,10 @@ class RunConfig:
         seed: seeds everything random: splits, sampling, training, bootstrap intervals.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"mps"``, for training and inference.
         splits: three fractions, a mapping name -> split, a CSV path, or None (see :mod:`napari_patchdx.pipeline`).
+        mpp: slides: their level-0 microns per pixel, overriding what the files say (needed where they say nothing):
+            one value for every slide, or a mapping slide name -> value (the others keep their files'). Every stage
+            uses it: tissue detection, sampling, heatmaps, lesion points and the FROC protocol, whose microns per
+            pixel are the slides' (so CAMELYON16's convention is ``mpp: 0.243``). The X-ray track ignores it.
         sample, infer, evaluate, report, distributed: the sections (:class:`SampleSettings` ...).
         train: the training settings, a :class:`~napari_patchdx.training.TrainConfig` whose track, seed and device
             are the run's (given as a mapping of its other fields; the cxr track's default stage is
@@ -144,6 +158,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     splits: list[float] | dict[str, str] | str | None = None
+    mpp: float | dict[str, float] | None = None
     sample: SampleSettings = field(default_factory=SampleSettings)
     train: TrainConfig | dict[str, Any] | None = None
     infer: InferSettings = field(default_factory=InferSettings)
@@ -160,6 +175,7 @@ class RunConfig:
         self.seed = integer("seed", self.seed, 0)  # type: ignore[assignment]
         self.device = text("device", self.device)  # type: ignore[assignment]
         self.splits = _check_splits(self.splits)
+        self.mpp = check_slide_mpp(self.mpp)
         for name, cls in SECTIONS.items():
             setattr(self, name, _section(name, cls, getattr(self, name)))
         self.train = _build_train(self.train, self.track, self.seed, self.device)
@@ -184,6 +200,7 @@ class RunConfig:
             "seed": self.seed,
             "device": self.device,
             "splits": self.splits,
+            "mpp": self.mpp,
             "sample": dataclasses.asdict(self.sample),
             "train": {k: v for k, v in self.training.to_dict().items() if k not in _TOP_LEVEL_IN_TRAIN},
         }
@@ -333,6 +350,11 @@ def config_reference() -> list[dict[str, str]]:
             "per slide / image: three fractions [train, val, test] (stratified), a mapping name -> split, or a CSV "
             "file with columns name, split (null: labels.csv's split column, else [0.6, 0.2, 0.2])"
         ),
+        "mpp": (
+            "slides: their level-0 microns per pixel, overriding the files' (needed where a file says nothing): one "
+            "number for every slide, or a mapping slide name -> number (null: each file's own). Used by every "
+            "stage, the FROC protocol included (CAMELYON16: 0.243); --mpp on the command line"
+        ),
     }
     defaults = {"track": None, "input": None, "run_dir": None, "seed": 0, "device": "auto"}
     rows = []
@@ -341,9 +363,9 @@ def config_reference() -> list[dict[str, str]]:
             rows.append(
                 {
                     "key": f.name,
-                    "type": _field_type(RunConfig, f.name).replace(
-                        "list[float] | dict[str, str] | str", "list | map | path"
-                    ),
+                    "type": _field_type(RunConfig, f.name)
+                    .replace("list[float] | dict[str, str] | str", "list | map | path")
+                    .replace("float | dict[str, float]", "number | map"),
                     "default": "required" if f.name in ("track", "input") else _yaml_value(defaults.get(f.name)),
                     "help": top_help[f.name],
                 }

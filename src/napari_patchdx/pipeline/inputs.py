@@ -1,7 +1,9 @@
-"""A run's inputs: finding the slides / X-rays of the input folder, listing missing files, assigning the splits.
+"""A run's inputs: finding the slides / X-rays of the input folder, listing missing files, assigning the splits,
+each slide's microns per pixel.
 
 :func:`resolve_inputs` checks everything a run needs from its input folder before any work starts: every
-missing file is listed in one error, and the splits must leave training, validation and predicted data.
+missing file is listed in one error, every slide whose microns per pixel neither its file nor the configuration's
+``mpp`` gives is listed in one error, and the splits must leave training, validation and predicted data.
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..errors import ConfigError, InputFileError
 from ..io.cohort import LABELS_NAME, LESIONS_NAME, read_labels
 from ..io.names import file_name
+from ..sampling.sources import MPP_HINT, check_mpp_names, slide_mpp
 from ..sampling.splits import SPLITS, assign_splits
 from .config import RunConfig
 
@@ -34,13 +38,16 @@ class _Item:
 
 @dataclass
 class RunInputs:
-    """The resolved inputs of a run: items with their splits, the files whose checksums are recorded."""
+    """The resolved inputs of a run: items with their splits, the files whose checksums are recorded and, for
+    slides, ``mpp``: slide name -> ``{"mpp": level-0 um/px, "source": "file" | "configuration"}`` (from the
+    slide's file, or the configuration's ``mpp``), what the run manifest records."""
 
     root: Path
     items: list[_Item]
     files: list[Path]
     classes: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
+    mpp: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def split(self, *splits: str) -> list[_Item]:
         return [it for it in self.items if it.split in splits]
@@ -79,6 +86,7 @@ def resolve_inputs(config: RunConfig) -> RunInputs:
         twins = sorted({s for s in stems if stems.count(s) > 1})
         if twins:
             raise InputFileError(root, f"two slides share the name {twins[0]!r} (outputs are named by slide)")
+        check_mpp_names(config.mpp, stems)
     else:
         labels = root / LABELS_NAME
         if not labels.is_file():
@@ -107,9 +115,36 @@ def resolve_inputs(config: RunConfig) -> RunInputs:
         raise _missing_error(missing)
     files.extend(extra)
     inputs = RunInputs(root, items, files, classes)
+    if config.track == "slides":
+        _slide_mpp(config, inputs)
     _assign_splits(config, inputs, labels_split)
     _check_splits_usable(config, inputs)
     return inputs
+
+
+def _slide_mpp(config: RunConfig, inputs: RunInputs) -> None:
+    """Record each slide's microns per pixel (the configuration's ``mpp`` where it gives one, else the file's; a
+    note where the two differ); refuse the run, listing every slide that has none, before any work starts."""
+    from ..io.slides.open import open_slide
+
+    unknown: list[_Item] = []
+    for it in inputs.items:
+        with open_slide(it.path) as slide:
+            own = slide.mpp
+        given = slide_mpp(config.mpp, it.path)
+        if given is None and own is None:
+            unknown.append(it)
+            continue
+        source = "file" if given is None else "configuration"
+        inputs.mpp[it.name] = {"mpp": own if given is None else given, "source": source}
+        if given is not None and own is not None and abs(given - own) > 0.01 * own:
+            inputs.notes.append(f"{it.name}: the configuration's mpp {given:g} um/px overrides the file's {own:g}")
+    if unknown:
+        listed = "\n".join(f"  {it.name}: {it.path}" for it in unknown)
+        raise ConfigError(
+            f"microns per pixel unknown for {len(unknown)} slide(s): their files do not say, and tissue detection "
+            f"needs them; {MPP_HINT}\n{listed}"
+        )
 
 
 def _read_split_csv(path: Path) -> dict[str, str]:

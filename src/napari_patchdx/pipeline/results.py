@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import InputFileError
 from ..io.cohort import LESIONS_NAME, LesionBox, read_labels, read_lesions
-from ..io.names import POINTS_FOLDER, points_paths
+from ..io.names import POINTS_FOLDER, cam_paths, heatmap_paths, points_paths
 from .config import RunConfig
 from .manifest import MANIFEST_NAME, REPORT_NAME, read_manifest
 
@@ -80,15 +80,15 @@ def result_layers(run_dir: str | os.PathLike[str], *, max_items: int | None = No
     lesions = _cohort_lesions(Path(manifest["config"]["input"])) if track != "slides" else None
     for row in table.itertuples(index=False):
         name = str(row.name)
-        suffix = ".heatmap.ome.tif" if track == "slides" else ".cam.ome.tif"
-        result = infer_dir / f"{name}{suffix}"
+        result = (heatmap_paths if track == "slides" else cam_paths)(infer_dir, name)["final"]
         if not result.is_file():
             continue
         if max_items is not None and shown >= max_items:
             break
         group: list[tuple[Any, dict, str]] = []
         if track == "slides":
-            group.extend(L.slide_file_layers(Path(row.path)))
+            mpp = ((manifest.get("mpp") or {}).get(name) or {}).get("mpp")  # the run's, also for a file without it
+            group.extend(L.slide_file_layers(Path(row.path), mpp=mpp))
             group.extend(L.heatmap_file_layers(result))
             points = points_paths(run_dir / "evaluate" / POINTS_FOLDER, name)["csv"]
             if points.is_file():

@@ -190,6 +190,7 @@ def _execute(
             "inputs": records,
             "input_bytes": int(sum(r["size"] for r in records)),
             "splits": {it.name: it.split for it in inputs.items},
+            "mpp": inputs.mpp,
             "notes": inputs.notes,
         }
     )

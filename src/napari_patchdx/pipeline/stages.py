@@ -57,6 +57,7 @@ def _sample_stage(ctx: StageContext) -> Job[list[Path]]:
             "label": int(it.positive),
             "path": str(it.path.resolve()),
             "truth": "" if it.truth is None else str(it.truth.resolve()),
+            **({"mpp": ctx.inputs.mpp[it.name]["mpp"]} if config.track == "slides" else {}),
         }
         for it in ctx.inputs.items
     ]
@@ -81,6 +82,7 @@ def _sample_stage(ctx: StageContext) -> Job[list[Path]]:
                 jitter=t.jitter,
                 min_tissue=config.sample.min_tissue,
                 splits={it.name: split for it in chosen},
+                mpp=config.mpp,
             )
             parts.append((yield from relay(job, 0.5 * k, 0.5 * (k + 1), prefix=f"{split} patches: ")))
         write_patch_table(pd.concat(parts, ignore_index=True), table_path)
@@ -110,7 +112,7 @@ def _train_stage(ctx: StageContext) -> Job[tuple[list[Path], bool]]:
     config = ctx.config
     out = ctx.run_dir / "train"
     if config.track == "slides":
-        data = TrainData(patch_table=str(ctx.run_dir / "sample" / "patches.csv"))
+        data = TrainData(patch_table=str(ctx.run_dir / "sample" / "patches.csv"), mpp=config.mpp)
     else:
         data = TrainData(cxr_root=str(ctx.inputs.root), splits={it.name: it.split for it in ctx.inputs.items})
     result = yield from relay(train_job(config.training, data, out, resume=True, stop=ctx.stop), 0.0, 1.0)
@@ -147,6 +149,7 @@ def _infer_stage(ctx: StageContext) -> Job[list[Path]]:
             stride=settings.stride,
             batch_size=settings.batch_size,
             min_tissue=settings.min_tissue,
+            mpp=config.mpp,
         )
         yield from relay(job, 0.0, 1.0)
         return [heatmap_paths(out, it.name)[key] for it in items for key in ("final", "sidecar")]
@@ -176,7 +179,7 @@ def _evaluate_stage(ctx: StageContext) -> Job[list[Path]]:
             nms_threshold=settings.nms_threshold,
             nms_radius_um=settings.nms_radius_um,
             level=settings.level,
-            mpp=settings.mpp,
+            mpp=config.mpp,
             score=settings.score,
             n_boot=settings.n_boot,
             seed=config.seed,

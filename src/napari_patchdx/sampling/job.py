@@ -18,7 +18,7 @@ from .balanced import BalancedSampler
 from .cxr_lesions import CxrLesionSampler, load_cxr_cohort
 from .grid import grid_table
 from .patches import PatchGeometry
-from .sources import SlideSource
+from .sources import SlideMpp, SlideSource, check_slide_mpp
 from .tables import patch_frame
 from .tissue_config import TissueConfig
 
@@ -37,24 +37,28 @@ def sample_slides_job(
     min_tissue: float = 0.25,
     tissue: TissueConfig | None = None,
     splits: Mapping[str, str] | None = None,
+    mpp: SlideMpp = None,
     chunk: int = 64,
 ) -> Job[pd.DataFrame]:
     """Prepare ``slides`` (path, annotations) and sample a patch table, yielding progress.
 
     ``method`` is ``"balanced"`` (``n`` patches by Liu's sampler) or ``"grid"`` (every tissue cell). Slides are
-    split by ``splits`` (stem -> split) or all ``train``. A progress report's ``partial`` holds each slide's
-    :class:`TissueMask` once detected, then the rows drawn since the previous report, so a viewer can show them as
-    they come.
+    split by ``splits`` (stem -> split) or all ``train``. ``mpp`` gives slides their level-0 microns per pixel
+    (one value, or slide name -> value; see :data:`~napari_patchdx.sampling.sources.SlideMpp`), overriding their
+    files'; a slide whose mpp neither its file nor ``mpp`` gives is refused (tissue detection needs it). A progress
+    report's ``partial`` holds each slide's :class:`TissueMask` once detected, then the rows drawn since the
+    previous report, so a viewer can show them as they come.
     """
     if method not in ("balanced", "grid"):
         raise ConfigError(f"method must be 'balanced' or 'grid', got {method!r}")
+    mpp = check_slide_mpp(mpp)
     geometry = geometry or PatchGeometry()
     total = len(slides) + (int(n) if method == "balanced" else len(slides))
     sources = []
     for k, (path, truth) in enumerate(slides):
         yield Progress(k, total, f"tissue detection: {Path(path).name}")
         split = (splits or {}).get(file_name(path), "train")
-        sources.append(SlideSource.prepare(path, truth, tissue=tissue, split=split))
+        sources.append(SlideSource.prepare(path, truth, tissue=tissue, split=split, mpp=mpp))
         yield Progress(k + 1, total, f"tissue: {Path(path).name}", partial=sources[-1].tissue)
     done = len(slides)
     parts: list[pd.DataFrame] = []

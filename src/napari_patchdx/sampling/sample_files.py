@@ -14,6 +14,7 @@ from ..progress import Progress, run_job
 from .job import sample_cxr_job, sample_slides_job
 from .patches import PatchGeometry
 from .settings import SampleSettings
+from .sources import SlideMpp
 from .tables import write_patch_table
 
 PathLike = str | os.PathLike[str]
@@ -29,6 +30,7 @@ def sample(
     splits: Mapping[str, str] | None = None,
     working_size: int = 1024,
     patch_size: int = 256,
+    mpp: SlideMpp = None,
     seed: int = 0,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> pd.DataFrame:
@@ -46,6 +48,7 @@ def sample(
         splits: slide or image name -> ``"train"`` / ``"val"`` / ``"test"`` (slides: written in the table, default
             train; X-rays: only ``"train"`` images are sampled, default the cohort's ``labels.csv`` split column).
         working_size, patch_size: X-rays: the working resolution and the patch side, pixels.
+        mpp: slides: level-0 microns per pixel for slides whose files lack it (one value, or slide name -> value).
         seed: the random seed (draw ``i`` depends only on ``(seed, i)``).
         on_progress: called with each :class:`~napari_patchdx.progress.Progress` report.
 
@@ -73,6 +76,7 @@ def sample(
             jitter=jitter,
             min_tissue=settings.min_tissue,
             splits=splits,
+            mpp=mpp,
         )
     table = run_job(job, on_progress)
     if out is not None:

@@ -1,20 +1,30 @@
-"""Slides ready for sampling (:class:`SlideSource`): a slide with its tissue mask, tumour annotations and split.
+"""Slides ready for sampling (:class:`SlideSource`): a slide with its tissue mask, tumour annotations and split;
+and the one rule for a slide's microns per pixel given by the user (:data:`SlideMpp`, :func:`slide_mpp`).
 
 Sampling never builds a full-resolution mask: a source keeps the tumour on the tissue mask's low-resolution grid
 (about 8 um/px), and the exact central-region label of a patch is computed by rasterising the annotations inside
 that one central region (:meth:`SlideSource.center_labels`).
+
+**Microns per pixel.** Tissue detection, sampling at a magnification, lesion points and the FROC need each slide's
+level-0 microns per pixel. A file that does not say can be given it wherever a slide enters: one value for every
+slide or a mapping slide name (:func:`~napari_patchdx.io.names.file_name`) -> value (:data:`SlideMpp`), as the
+``mpp`` of the run configuration, ``--mpp`` of the command line, ``mpp=`` of the jobs (sampling, training,
+heatmaps, evaluation) and the widgets' um/px field. A given value overrides the file's.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from .._config import closest, number
+from ..errors import ConfigError, MissingMetadataError
 from ..io.annotations.model import AnnotationSet
 from ..io.annotations.read import read_annotations
 from ..io.names import file_name
@@ -26,7 +36,82 @@ from .tissue import detect_tissue
 from .tissue_config import TissueConfig
 from .tissue_mask import TissueMask
 
-__all__ = ["SlideSource"]
+__all__ = [
+    "MPP_HINT",
+    "SlideMpp",
+    "SlideSource",
+    "check_mpp_names",
+    "check_slide_mpp",
+    "require_slide_mpp",
+    "slide_mpp",
+]
+
+SlideMpp = float | Mapping[str, float] | None
+"""Level-0 microns per pixel given for slides: one value for every slide, a mapping slide name -> value (slides not
+named keep their file's), or None (every slide its file's)."""
+
+MPP_HINT = (
+    "give the slide's level-0 microns per pixel: `mpp: <um/px>` (every slide) or `mpp: {<slide name>: <um/px>}` "
+    "in the run configuration, `--mpp <um/px>` or `--mpp <slide name>=<um/px>` on the command line, `mpp=` in "
+    "Python, or the um/px field of the napari widgets"
+)
+"""How a user gives a slide's microns per pixel (the end of every "microns per pixel unknown" message)."""
+
+
+def check_slide_mpp(value: Any, key: str = "mpp") -> float | dict[str, float] | None:
+    """``value`` as a :data:`SlideMpp`: None, a finite number > 0, or a non-empty mapping of slide names to such
+    numbers (names as text).
+
+    Raises:
+        ConfigError: anything else (the message names ``key``, and the slide for a bad mapping value).
+    """
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        if not value:
+            raise ConfigError(f"{key}: the mapping of slide names to microns per pixel is empty")
+        return {str(name): float(number(f"{key}[{str(name)!r}]", um)) for name, um in value.items()}  # type: ignore[arg-type]
+    try:
+        return number(key, value)
+    except ConfigError:
+        raise ConfigError(
+            f"{key} must be the slides' level-0 microns per pixel: a number > 0 for every slide, or a mapping "
+            f"slide name -> number; got {value!r}"
+        ) from None
+
+
+def slide_mpp(mpp: SlideMpp, slide: str | os.PathLike[str]) -> float | None:
+    """The microns per pixel ``mpp`` gives the slide file ``slide`` (by its name), or None (the file's own)."""
+    if mpp is None:
+        return None
+    if isinstance(mpp, Mapping):
+        value = mpp.get(file_name(slide))
+        return None if value is None else float(value)
+    return float(mpp)
+
+
+def check_mpp_names(mpp: SlideMpp, names: Iterable[str], key: str = "mpp") -> None:
+    """Refuse a mapping ``mpp`` that names slides not among ``names`` (the closest name suggested)."""
+    if not isinstance(mpp, Mapping):
+        return
+    known = list(names)
+    unknown = [str(n) for n in mpp if str(n) not in known]
+    if unknown:
+        hint = f" (did you mean {closest(unknown[0], known)!r}?)" if known else ""
+        raise ConfigError(
+            f"{key} names slides that are not among the inputs: {', '.join(sorted(unknown)[:10])}{hint}; slides are "
+            "named by their file name without the suffix"
+        )
+
+
+def require_slide_mpp(slide: Slide, purpose: str) -> float:
+    """The slide's microns per pixel, or a :class:`MissingMetadataError` naming the file, what needs them and how to
+    give them (:data:`MPP_HINT`)."""
+    if slide.mpp is None:
+        raise MissingMetadataError(
+            slide.path, f"microns per pixel unknown: the file does not say, and {purpose} needs them; {MPP_HINT}"
+        )
+    return float(slide.mpp)
 
 
 @dataclass(eq=False)
@@ -82,16 +167,26 @@ class SlideSource:
         *,
         tissue: TissueMask | TissueConfig | None = None,
         split: str = "train",
-        mpp: float | None = None,
+        mpp: SlideMpp = None,
     ) -> SlideSource:
-        """Open ``path``, read its annotations (a path, a set, or None) and detect (or take) its tissue mask."""
-        slide = open_slide(path, mpp=mpp)
-        if isinstance(annotations, str | os.PathLike):
-            annotations = read_annotations(annotations).clip(*slide.shape)
-        if not isinstance(tissue, TissueMask):
-            tissue = detect_tissue(slide, tissue or TissueConfig())
+        """Open ``path``, read its annotations (a path, a set, or None) and detect (or take) its tissue mask.
+
+        ``mpp`` gives the slide's level-0 microns per pixel (:data:`SlideMpp`: one value, or a mapping slide name
+        -> value), overriding the file's; tissue detection needs them (:class:`MissingMetadataError` naming the file
+        and how to give them when neither says).
+        """
         if split not in SPLITS:
             raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+        slide = open_slide(path, mpp=slide_mpp(mpp, path))
+        try:
+            if isinstance(annotations, str | os.PathLike):
+                annotations = read_annotations(annotations).clip(*slide.shape)
+            if not isinstance(tissue, TissueMask):
+                require_slide_mpp(slide, "tissue detection")
+                tissue = detect_tissue(slide, tissue or TissueConfig())
+        except BaseException:
+            slide.close()
+            raise
         return cls(Path(path), slide, tissue, annotations, split)
 
     def center_labels(self, ys: np.ndarray, xs: np.ndarray, geometry: PatchGeometry, scale: float) -> np.ndarray:

@@ -22,7 +22,7 @@ from ..progress import Job, Progress
 from ..sampling.balanced import BalancedSampler
 from ..sampling.cxr_lesions import CxrLesionSampler, load_cxr_cohort
 from ..sampling.patches import PatchGeometry
-from ..sampling.sources import SlideSource
+from ..sampling.sources import SlideMpp, SlideSource, check_slide_mpp, slide_mpp
 from ..sampling.splits import SPLITS, assign_splits
 from ..sampling.tables import read_patch_table
 from .config import DEFAULT_PATCH_SIZE, TrainConfig
@@ -46,7 +46,9 @@ class TrainData:
             :func:`napari_patchdx.synth.cxr.make_cxr_cohort` writes it).
         splits: X-ray image id -> ``train`` / ``val`` / ``test``; else ``labels.csv``'s ``split`` column; else
             a reproducible split holding out ``val_fraction`` (stratified by any lesion).
-        mpp: per-slide microns-per-pixel overrides (slide path -> um/px) for files that lack them.
+        mpp: the slides' level-0 microns per pixel where their files do not say (or say wrongly): one value for
+            every slide, or a mapping slide name -> um/px
+            (:data:`~napari_patchdx.sampling.sources.SlideMpp`); overrides the files'.
     """
 
     patch_table: pd.DataFrame | str | os.PathLike[str] | None = None
@@ -54,7 +56,7 @@ class TrainData:
     slides: Sequence[SlideSpec] | None = None
     cxr_root: str | os.PathLike[str] | None = None
     splits: Mapping[str, str] | None = None
-    mpp: Mapping[str, float] | None = None
+    mpp: SlideMpp = None
 
     def to_dict(self) -> dict[str, Any]:
         """The description as JSON data (a DataFrame or a sampler object cannot be written: ConfigError)."""
@@ -75,7 +77,7 @@ class TrainData:
         if self.splits is not None:
             out["splits"] = dict(self.splits)
         if self.mpp is not None:
-            out["mpp"] = {str(k): float(v) for k, v in self.mpp.items()}
+            out["mpp"] = check_slide_mpp(self.mpp, "data.mpp")
         return out
 
     @classmethod
@@ -102,7 +104,7 @@ class TrainData:
             slides=slides,
             cxr_root=values.get("cxr_root"),
             splits=values.get("splits"),
-            mpp=values.get("mpp"),
+            mpp=check_slide_mpp(values.get("mpp"), "data.mpp"),
         )
 
 
@@ -187,6 +189,14 @@ def _split_sampler(sampler: BalancedSampler, split: str) -> BalancedSampler | No
     )
 
 
+def _paths_mpp(mpp: SlideMpp, data: TrainData, table: pd.DataFrame | None) -> dict[str, float]:
+    """Slide path (as the patch readers are given it) -> the microns per pixel ``mpp`` gives that slide."""
+    paths = [str(Path(s)) for s, _, _ in data.slides or ()]
+    if table is not None:
+        paths.extend(str(p) for p in table["slide"].unique())
+    return {p: v for p in dict.fromkeys(paths) if (v := slide_mpp(mpp, p)) is not None}
+
+
 def resolve_inputs(config: TrainConfig, data: TrainData, *, samplers: bool = True) -> Job[TrainInputs]:
     """Resolve what each stage reads (yields progress while preparing slides).
 
@@ -197,6 +207,7 @@ def resolve_inputs(config: TrainConfig, data: TrainData, *, samplers: bool = Tru
         raise ConfigError(f"data must be a TrainData, got {type(data).__name__}")
     table, table_path = _load_table(data.patch_table)
     files: list[Path] = [table_path] if table_path is not None else []
+    given_mpp = check_slide_mpp(data.mpp, "data.mpp")
     if config.track == "slide":
         if data.cxr_root is not None:
             raise ConfigError("cxr_root is for the chest X-ray track (track='cxr'); slides need a sampler or table")
@@ -211,8 +222,7 @@ def resolve_inputs(config: TrainConfig, data: TrainData, *, samplers: bool = Tru
             sources = []
             for k, (path, annotations, split) in enumerate(data.slides):
                 yield Progress(k, len(data.slides), f"preparing slide {Path(path).name}")
-                mpp = (data.mpp or {}).get(os.fspath(path))
-                sources.append(SlideSource.prepare(path, annotations, split=split, mpp=mpp))
+                sources.append(SlideSource.prepare(path, annotations, split=split, mpp=given_mpp))
                 files.append(Path(path))
                 if annotations is not None:
                     files.append(Path(annotations))
@@ -225,7 +235,9 @@ def resolve_inputs(config: TrainConfig, data: TrainData, *, samplers: bool = Tru
         mpp = geometry.mpp if geometry else config.mpp
         if patch_size < MIN_INPUT_SIZE[config.arch]:
             raise ConfigError(f"{config.arch} needs inputs of at least {MIN_INPUT_SIZE[config.arch]} px")
-        inputs = TrainInputs(("tumor",), 3, patch_size, center, mpp, slide_mpp=dict(data.mpp or {}), files=files)
+        inputs = TrainInputs(
+            ("tumor",), 3, patch_size, center, mpp, slide_mpp=_paths_mpp(given_mpp, data, table), files=files
+        )
         if table is not None:
             inputs.classes = _table_classes(table)
         train_sampler = _split_sampler(sampler, "train") if sampler is not None else None

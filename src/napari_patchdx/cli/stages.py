@@ -1,0 +1,280 @@
+"""The pipeline commands: ``run``, and ``sample`` / ``train`` / ``infer`` / ``evaluate`` / ``report`` (one stage on a
+configuration's run directory, or the stage's job on files named on the command line).
+
+On files, a command that reads slides takes ``--mpp`` (:func:`~napari_patchdx.cli.options.mpp_from_args`): the
+slides' level-0 microns per pixel, passed to the stage's job as its ``mpp``. With a configuration the microns per
+pixel are its ``mpp`` key, recorded with the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..evaluation.settings import EvaluateSettings
+from ..inference.settings import DistributedSettings, InferSettings
+from ..reporting.settings import ReportSettings
+from ..sampling.settings import SampleSettings
+from .bar import drive
+from .options import UsageError, mpp_from_args, settings_from_args
+
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+"""A single input with one of these suffixes is a pipeline configuration."""
+
+INFER_OPTIONS = ("tta", "stride", "batch_size", "min_tissue")
+"""The infer settings the command takes with explicit inputs (checkpoint and splits concern a run's folders)."""
+
+EVALUATE_OPTIONS = ("nms_threshold", "nms_radius_um", "level", "score", "n_boot")
+"""The evaluate settings the command takes as their own options; the FROC protocol's microns per pixel are the
+slides', given by ``--mpp``."""
+
+
+def is_config(inputs: Sequence[str]) -> bool:
+    """One input with a configuration suffix (:data:`CONFIG_SUFFIXES`)."""
+    return len(inputs) == 1 and Path(inputs[0]).suffix.lower() in CONFIG_SUFFIXES
+
+
+def _config_path(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such configuration file")
+    return path
+
+
+def _print_result(result: Any) -> None:
+    print(f"run directory: {result.run_dir}")
+    for stage, action in result.stages.items():
+        seconds = result.timings.get(stage)
+        print(f"  {stage:<9} {action}{f' ({seconds:.1f} s)' if seconds is not None else ''}")
+    for note in result.notes:
+        print(f"note: {note}")
+    from ..pipeline.results import headline
+
+    shown = headline(result.metrics)
+    if shown:
+        print("metrics: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    if result.cancelled:
+        print("stopped: the interrupted stage resumes (or restarts) at the next run")
+    if result.report is not None:
+        print(f"report: {result.report}")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """``run CONFIG``: the whole pipeline."""
+    from .. import pipeline
+
+    job = pipeline.run_job(_config_path(args.config), run_dir=args.run_dir, force=args.force)
+    result = drive(job, "run")
+    _print_result(result)
+    return 0
+
+
+def _stage_on_config(stage: str, args: argparse.Namespace) -> int:
+    from .. import pipeline
+
+    if getattr(args, "mpp", None):
+        raise UsageError(
+            f"{stage}: --mpp is for slides named on the command line; with a configuration, write the slides' "
+            "microns per pixel into it (top-level 'mpp: UM', or 'mpp: {NAME: UM}'), where the run records them"
+        )
+    job = pipeline.run_job(_config_path(args.inputs[0]), run_dir=args.run_dir, force=args.force, stages=[stage])
+    result = drive(job, stage)
+    _print_result(result)
+    return 0
+
+
+def sample_command(args: argparse.Namespace) -> int:
+    """``sample``: the sample stage on a configuration, or slides / an X-ray cohort to a patch table."""
+    if is_config(args.inputs):
+        return _stage_on_config("sample", args)
+    if not args.out:
+        raise UsageError("sample: give a configuration file, or input slides / a cohort folder with --out TABLE")
+    from ..io.detect import slide_inputs
+    from ..sampling.job import sample_cxr_job, sample_slides_job
+    from ..sampling.patches import PatchGeometry
+    from ..sampling.tables import write_patch_table
+    from ..training.config import DEFAULT_PATCH_SIZE
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise UsageError(f"{out}: the patch table is written as .csv or .parquet")
+    settings = settings_from_args(SampleSettings, args)
+    first = Path(args.inputs[0])
+    if len(args.inputs) == 1 and (first / "labels.csv").is_file():
+        mpp_from_args(args, [])  # X-rays have no microns per pixel: --mpp is refused
+        job = sample_cxr_job(
+            first,
+            n=settings.n,
+            patch_size=args.patch_size or DEFAULT_PATCH_SIZE["cxr"],
+            working_size=args.working_size,
+            seed=args.seed,
+        )
+    else:
+        pairs = slide_inputs(args.inputs)
+        patch = args.patch_size or DEFAULT_PATCH_SIZE["slide"]
+        geometry = PatchGeometry(patch, args.center_size or min(128, patch), args.patch_mpp)
+        job = sample_slides_job(
+            pairs,
+            method=settings.method,
+            n=settings.n,
+            geometry=geometry,
+            seed=args.seed,
+            jitter=args.jitter,
+            min_tissue=settings.min_tissue,
+            mpp=mpp_from_args(args, [p for p, _ in pairs]),
+        )
+    table = drive(job, "sample")
+    write_patch_table(table, out)
+    print(f"wrote {len(table)} patches ({int((table['label'] > 0).sum())} positive) to {out}")
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """``train CONFIG``: the train stage."""
+    if not is_config(args.inputs):
+        raise UsageError(
+            "train: give one pipeline configuration file (YAML); to train on a training config alone use "
+            "`python -m napari_patchdx.training CONFIG.json OUT_DIR`"
+        )
+    return _stage_on_config("train", args)
+
+
+def infer_command(args: argparse.Namespace) -> int:
+    """``infer``: the infer stage on a configuration, or checkpoints on slides / X-rays."""
+    if is_config(args.inputs) and not args.checkpoint:
+        return _stage_on_config("infer", args)
+    if not args.checkpoint or not args.out:
+        raise UsageError("infer: give a configuration file, or --checkpoint C --out DIR and slides / X-rays")
+    from ..errors import InputFileError
+    from ..io.detect import detect_kind, slides_in_folder
+
+    out = Path(args.out)
+    slides: list[Path] = []
+    xrays: list[Path] = []
+    for raw in args.inputs:
+        path = Path(raw)
+        if path.is_dir():
+            found = [p for p, _ in slides_in_folder(path)]
+            if not found:
+                raise InputFileError(path, "holds no slides")
+            slides.extend(found)
+            continue
+        kind = detect_kind(path)
+        if kind == "slide":
+            slides.append(path)
+        elif kind == "cxr":
+            xrays.append(path)
+        else:
+            raise InputFileError(path, "no such file" if not path.exists() else "not a slide or chest X-ray we read")
+    from ..io.slides.dicom import one_per_series
+
+    slides = one_per_series(slides)
+    mpp = mpp_from_args(args, slides)
+    if slides:
+        from ..inference.distributed_heatmaps import heatmaps_job
+
+        settings = settings_from_args(InferSettings, args, INFER_OPTIONS)
+        where = settings_from_args(DistributedSettings, args)
+        job = heatmaps_job(
+            slides,
+            [Path(c) for c in args.checkpoint],
+            out,
+            workers=where.workers,
+            scheduler=where.scheduler,
+            retries=where.retries,
+            device=args.device,
+            tta=settings.tta,
+            stride=settings.stride,
+            batch_size=settings.batch_size,
+            min_tissue=settings.min_tissue,
+            mpp=mpp,
+        )
+        results = drive(job, "heatmaps")
+        for res in results:
+            print(f"wrote {res.path}")
+    if xrays:
+        if len(args.checkpoint) > 1:
+            raise UsageError("infer: chest X-rays are predicted with one checkpoint")
+        from ..devices import resolve_device
+        from ..inference.xray_job import predict_xrays_job
+
+        device = str(resolve_device(args.device))
+        outcomes = drive(predict_xrays_job(xrays, args.checkpoint[0], out, device=device), "X-rays")
+        print(f"wrote {len(outcomes)} prediction(s) to {out}")
+    return 0
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    """``evaluate``: the evaluate stage on a configuration, or heatmaps / CAMs against ground truth."""
+    if is_config(args.inputs) and not (args.heatmaps or args.cams):
+        return _stage_on_config("evaluate", args)
+    from .. import evaluation as ev
+
+    if not args.out:
+        raise UsageError("evaluate: give a configuration file, or --out DIR with --heatmaps or --cams")
+    settings = settings_from_args(EvaluateSettings, args, EVALUATE_OPTIONS)
+    if args.heatmaps:
+        from ..io.detect import slide_inputs
+
+        if not args.inputs:
+            raise UsageError("evaluate --heatmaps DIR: name the slides (or their folder)")
+        slides = [p for p, _ in slide_inputs(args.inputs)]
+        job = ev.evaluate_slides_job(
+            slides,
+            args.heatmaps,
+            args.out,
+            nms_threshold=settings.nms_threshold,
+            nms_radius_um=settings.nms_radius_um,
+            level=settings.level,
+            mpp=mpp_from_args(args, slides),
+            score=settings.score,
+            n_boot=settings.n_boot,
+            seed=args.seed,
+        )
+    elif args.cams:
+        if not args.cohort:
+            raise UsageError("evaluate --cams DIR needs --cohort DIR (labels.csv, lesions.csv)")
+        mpp_from_args(args, [])  # X-rays have no microns per pixel: --mpp is refused
+        thresholds = None
+        if args.checkpoint:
+            from ..models.checkpoint import checkpoint_thresholds
+
+            thresholds = checkpoint_thresholds(args.checkpoint)
+        job = ev.evaluate_cxr_job(
+            args.cams,
+            args.cohort,
+            args.out,
+            images=args.inputs or None,
+            thresholds=thresholds,
+            n_boot=settings.n_boot,
+            seed=args.seed,
+        )
+    else:
+        raise UsageError("evaluate: give --heatmaps DIR (slides) or --cams DIR (X-rays)")
+    metrics = drive(job, "evaluate")
+    from ..pipeline.results import headline
+
+    shown = headline(metrics)
+    if shown:
+        print("metrics: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+    print(f"wrote {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """``report RUN_DIR ...``: the HTML report of one or several runs."""
+    from ..reporting.build import build_report
+
+    runs = [Path(r) for r in args.runs]
+    for run in runs:
+        if not run.is_dir():
+            raise UsageError(f"{run}: no such run directory")
+    out = Path(args.out) if args.out else None
+    if out is None and len(runs) > 1:
+        raise UsageError("report: with several run directories, say where the report goes (--out FILE)")
+    settings = settings_from_args(ReportSettings, args, ["title"])
+    path = build_report(runs if len(runs) > 1 else runs[0], out, title=settings.title)
+    print(f"report: {path}")
+    return 0
