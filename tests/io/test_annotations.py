@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import tracemalloc
 from pathlib import Path
@@ -655,3 +656,29 @@ def test_clip_to_image(tmp_path: Path) -> None:
     expected = AnnotationSet([star]).rasterize((1000, 1000), 1.0).sum()
     assert cut.area == pytest.approx(expected, rel=0.01)
     assert cut.bounds[3] == 1000.0
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        (
+            "dots.xml",
+            '<ASAP_Annotations><Annotations><Annotation Name="a" Type="Dot" PartOfGroup="_0"><Coordinates>'
+            '<Coordinate Order="0" X="1" Y="2"/></Coordinates></Annotation></Annotations></ASAP_Annotations>',
+        ),
+        (
+            "line.geojson",
+            '{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, '
+            '"geometry": {"type": "LineString", "coordinates": [[0, 0], [5, 5]]}}]}',
+        ),
+    ],
+)
+def test_a_file_with_nothing_usable_is_refused(tmp_path: Path, name: str, text: str) -> None:
+    """Loaded as an empty ground truth, a tumour slide would train as normal: refuse, naming the file."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(InputFileError, match=rf"{re.escape(name)}: nothing usable: all 1 .*enclose no area"):
+        read_annotations(path)
+    empty = tmp_path / "empty.xml"  # no annotation at all: an explicitly empty ground truth
+    empty.write_text("<ASAP_Annotations><Annotations/></ASAP_Annotations>")
+    assert len(read_annotations(empty).regions) == 0

@@ -66,6 +66,13 @@ def parse_asap(data: bytes, path: Path) -> list[Region]:
             skipped += 1
             continue
         regions.append(Region(ring, (), _asap_label(group, parents), name, group))
+    if skipped and not regions:
+        raise InputFileError(
+            path,
+            f"nothing usable: all {skipped} annotation(s) enclose no area (Dot / PointSet / Measurement, fewer than "
+            "3 distinct vertices, or zero area); read as an empty ground truth, a tumour slide would train as "
+            "normal. Draw the tumour as polygons",
+        )
     if skipped:
         warn_user(
             f"{path}: skipped {skipped} annotation(s) that enclose no area (Dot / PointSet / Measurement, "

@@ -60,6 +60,12 @@ def parse_geojson(data: bytes, path: Path) -> list[Region]:
     if skipped:
         kinds = ", ".join(f"{k}: {n}" for k, n in sorted(skipped.items()))
         n = sum(skipped.values())
+        if not regions:
+            raise InputFileError(
+                path,
+                f"nothing usable: all {n} geometr{'y' if n == 1 else 'ies'} enclose no area ({kinds}); read as an "
+                "empty ground truth, a tumour slide would train as normal. Draw the tumour as polygons",
+            )
         warn_user(f"{path}: skipped {n} non-polygon geometr{'y' if n == 1 else 'ies'} ({kinds})", stacklevel=4)
     return regions
 

@@ -31,7 +31,9 @@ def read_annotations(path: PathLike) -> AnnotationSet:
     ``properties.class`` or ``properties.label``; a feature without one is ``"tumor"``.
 
     Raises:
-        InputFileError: missing, empty, unreadable, malformed or unsafe file (DTD / entities in XML), invalid
+        InputFileError: missing, empty, unreadable, malformed or unsafe file (DTD / entities in XML), a file whose
+            every annotation was skipped (nothing usable: as an empty ground truth it would make a tumour slide
+            normal; a file with no annotation at all is an empty ground truth), invalid
             geometry (ring with fewer than 4 positions, unclosed, non-numeric or non-finite coordinates, zero
             area, hole outside its exterior); the message names the file and the annotation / feature index.
     """
