@@ -3,12 +3,18 @@
 :func:`predict_patches` is the tumour probability of a batch of patches: the sigmoid of one logit, averaged over
 the 8 orientations (test-time augmentation) and over the ensemble. :func:`predict_sum` / :func:`mean_probs` are the
 same in two steps, so that the slide heatmap can keep batches in flight on CUDA.
+
+Each model gets the input its checkpoint's ``normalization`` asks for (:func:`stain_normalize_batch`): RGB / 255,
+or, for a model trained with Macenko normalisation, every patch normalised to the model's stain reference on the
+CPU, rounded to uint8 as the training patches were, then / 255 (once per batch for all the models that share a
+reference).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -18,8 +24,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models.checkpoint import stain_normalizer
 from ..sampling.datasets import to_float
 from ..transforms.orientation import ORIENTATIONS, orient_torch
+from ..transforms.stain import MacenkoNormalize
 
 #: Model precisions: ``"bf16"`` (autocast to bfloat16) or ``"fp32"``; ``None`` means bf16 on CUDA, fp32 elsewhere.
 PRECISIONS = ("bf16", "fp32")
@@ -60,24 +68,36 @@ def load_models(models: Any, device: str | torch.device) -> list[ModelSpec]:
 
 
 def fingerprint(model: nn.Module, meta: dict[str, Any]) -> str:
-    """A checkpoint's weights sha256, or a hash of the model's tensors (for in-memory models)."""
+    """A checkpoint's weights sha256, or a hash of the model's tensors (for in-memory models); for a model with
+    stain normalisation, a hash of that and of its settings (the reference included)."""
     sha = meta.get("weights_sha256")
     if isinstance(sha, str) and sha:
-        return sha
-    h = hashlib.sha256(type(model).__name__.encode())
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
+        weights = sha
+    else:
+        h = hashlib.sha256(type(model).__name__.encode())
+        for name, t in model.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+        weights = h.hexdigest()
+    stain = stain_normalizer(meta)
+    if stain is None:
+        return weights
+    return hashlib.sha256(f"{weights}\n{json.dumps(stain.to_dict(), sort_keys=True)}".encode()).hexdigest()
 
 
-def _slide_input(batch: torch.Tensor, meta: dict[str, Any]) -> torch.Tensor:
-    """uint8 NCHW RGB patches -> the float input the checkpoint expects (its ``normalization``)."""
-    norm = meta.get("normalization") or {"mode": "unit"}
-    mode = norm.get("mode", "unit") if isinstance(norm, dict) else "unit"
-    if mode != "unit":
-        raise ConfigError(f"slide inference supports normalization mode 'unit' (RGB / 255), not {mode!r}")
-    return to_float(batch)
+def stain_normalize_batch(batch: torch.Tensor, stain: MacenkoNormalize) -> torch.Tensor:
+    """uint8 (N, 3, H, W) RGB patches normalised by ``stain``, patch by patch, on the CPU.
+
+    Each patch goes through ``stain`` as a float32 (H, W, 3) image / 255 and is rounded back to uint8 (``x * 255 +
+    0.5``), as a training patch is after its transforms (:mod:`napari_patchdx.sampling.datasets`). Returns a new
+    uint8 CPU tensor (N, 3, H, W), channels-last in memory; ``batch`` is not changed.
+    """
+    images = batch.detach().cpu().numpy()
+    out = np.empty((images.shape[0], images.shape[2], images.shape[3], 3), dtype=np.uint8)
+    for i, chw in enumerate(images):
+        normalized = stain(chw.transpose(1, 2, 0).astype(np.float32) / 255.0)
+        out[i] = (np.clip(normalized, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
 def resolve_precision(precision: str | None, device: str | torch.device) -> str:
@@ -119,11 +139,20 @@ def predict_sum(
     non-blocking); call under ``torch.inference_mode()``."""
     dev = torch.device(device)
     ks = range(ORIENTATIONS) if tta else (0,)
-    xb = batch if batch.device == dev else batch.to(dev, non_blocking=True)
+    stains = [stain_normalizer(meta) for _, meta in models]
+    keys = [None if stain is None else json.dumps(stain.to_dict(), sort_keys=True) for stain in stains]
+    inputs: dict[str | None, torch.Tensor] = {}  # the batch as read (None) and once per stain reference
+    for stain, key in zip(stains, keys, strict=True):
+        if key in inputs:
+            continue
+        if stain is None:
+            inputs[key] = batch if batch.device == dev else batch.to(dev, non_blocking=True)
+        else:
+            inputs[key] = stain_normalize_batch(batch, stain).to(dev, non_blocking=True)
     total = torch.zeros(batch.shape[0], dtype=torch.float64, device=dev)
     with precision_autocast(dev, precision):
-        for model, meta in models:
-            x = _slide_input(xb, meta)
+        for (model, _), key in zip(models, keys, strict=True):
+            x = to_float(inputs[key])
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             for k in ks:

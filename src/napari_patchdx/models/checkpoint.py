@@ -3,7 +3,9 @@
 Owns the checkpoint naming rules (:func:`checkpoint_paths`), reading and validating a sidecar
 (:func:`read_checkpoint_meta`), checking it against what a caller needs (:func:`check_compatible`), loading
 (:func:`load_checkpoint`, weights checked against the sidecar's sha256) and atomic saving
-(:func:`save_checkpoint`).
+(:func:`save_checkpoint`), and the ``normalization`` entry of slide models (:func:`slide_normalization`,
+:func:`stain_normalizer`): ``{"mode": "unit"}`` (RGB uint8 / 255) or ``{"mode": "macenko", "transform": ...}``
+(Macenko stain normalisation to the reference the model was trained with, then / 255).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from torch import nn
 from .._fsutil import atomic_path, sha256_file
 from ..errors import ConfigError, InputFileError
 from ..jsonvalues import json_value
+from ..transforms.base import Transform
+from ..transforms.compose import transform_from_dict
+from ..transforms.stain import MacenkoNormalize
 from ..versions import __version__
 from .load_report import describe_key_mismatch, list_examples, short_error
 from .nets import ARCHITECTURES, MIN_INPUT_SIZE, PatchdxNet, build_random, count_parameters, detect_arch, validate_arch
@@ -40,6 +45,8 @@ __all__ = [
     "read_checkpoint_weights",
     "save_checkpoint",
     "sidecar_for",
+    "slide_normalization",
+    "stain_normalizer",
 ]
 
 CHECKPOINT_FORMAT = "napari-patchdx-checkpoint"
@@ -142,7 +149,65 @@ def read_checkpoint_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputFileError(sidecar, f"classes {classes!r} do not match num_classes {meta['num_classes']!r}")
     if not isinstance(meta["in_channels"], int) or meta["in_channels"] < 1:
         raise InputFileError(sidecar, f"has an invalid in_channels {meta['in_channels']!r}")
+    norm = meta.get("normalization")
+    if isinstance(norm, Mapping) and norm.get("mode") == "macenko":
+        try:
+            stain_normalizer(meta)
+        except ConfigError as exc:
+            raise InputFileError(sidecar, str(exc)) from None
     return meta
+
+
+def slide_normalization(stain: Transform | None = None) -> dict[str, Any]:
+    """The ``normalization`` entry of a slide checkpoint: what turns a uint8 RGB patch into the model's input.
+
+    Args:
+        stain: the model's stain normalisation (a :class:`~napari_patchdx.transforms.MacenkoNormalize`, alone or
+            as the one step of a ``Compose``, as :func:`~napari_patchdx.transforms.slide_eval_transforms` gives
+            it), or None.
+
+    Returns:
+        ``{"mode": "unit", "scale": "RGB uint8 / 255"}`` without ``stain``; else ``{"mode": "macenko", "scale":
+        "RGB uint8 / 255", "transform": stain's to_dict}``: the patch normalised to the reference, rounded to uint8,
+        then divided by 255 (as the training patches were).
+
+    Raises:
+        ConfigError: ``stain`` is neither a MacenkoNormalize nor a Compose of one.
+    """
+    if stain is None:
+        return {"mode": "unit", "scale": "RGB uint8 / 255"}
+    steps = list(getattr(stain, "transforms", [stain]))
+    if len(steps) != 1 or not isinstance(steps[0], MacenkoNormalize):
+        raise ConfigError(f"a slide checkpoint's stain normalisation must be one MacenkoNormalize, got {stain!r}")
+    return {"mode": "macenko", "scale": "RGB uint8 / 255", "transform": steps[0].to_dict()}
+
+
+def stain_normalizer(meta: Mapping[str, Any]) -> MacenkoNormalize | None:
+    """The stain normalisation a slide checkpoint's sidecar asks for (``normalization`` mode ``"macenko"``).
+
+    Args:
+        meta: a checkpoint sidecar (or any mapping with its ``normalization`` entry).
+
+    Returns:
+        The :class:`~napari_patchdx.transforms.MacenkoNormalize` to apply to uint8 RGB patches / 255 before the
+        model, or None for mode ``"unit"`` (or no ``normalization``: RGB / 255).
+
+    Raises:
+        ConfigError: another mode, or a ``"macenko"`` entry without a valid MacenkoNormalize ``transform``.
+    """
+    norm = meta.get("normalization") or {"mode": "unit"}
+    mode = norm.get("mode", "unit") if isinstance(norm, Mapping) else None
+    if mode == "unit":
+        return None
+    if mode != "macenko":
+        raise ConfigError(
+            f"slide inference supports normalization mode 'unit' (RGB / 255) or 'macenko' (stain normalisation), "
+            f"not {mode!r}"
+        )
+    config = norm.get("transform")
+    if not isinstance(config, Mapping) or config.get("type") != MacenkoNormalize.__name__:
+        raise ConfigError(f"normalization mode 'macenko' needs a MacenkoNormalize 'transform', got {config!r}")
+    return transform_from_dict(config)  # type: ignore[return-value]
 
 
 def read_checkpoint_weights(sidecar: Path, meta: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -312,6 +377,8 @@ def _sidecar_dict(model: PatchdxNet, meta: Mapping[str, Any], weights_name: str,
         normalization = {"mode": "unit"} if model.in_channels == 3 else {"mode": "standardize"}
     if not isinstance(normalization, Mapping) or not isinstance(normalization.get("mode"), str):
         raise ConfigError(f"normalization must be a mapping with a 'mode', got {normalization!r}")
+    if normalization.get("mode") == "macenko":
+        stain_normalizer({"normalization": normalization})
     sidecar: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -360,7 +427,8 @@ def save_checkpoint(
         model: a :class:`PatchdxNet` (also inside DDP / DataParallel / torch.compile wrappers).
         meta: ``classes`` (num_classes names, logit order) and ``input_size`` (px) are required; optional
             ``center_size`` (px, slide patches), ``mpp`` (um/px of the patches), ``normalization`` (default
-            ``{"mode": "unit"}`` for RGB /255, ``{"mode": "standardize"}`` for 1 channel), ``config`` (training
+            ``{"mode": "unit"}`` for RGB /255, ``{"mode": "standardize"}`` for 1 channel; slide models trained with
+            stain normalisation: :func:`slide_normalization`), ``config`` (training
             config), ``metrics`` (history list), ``thresholds`` (per class, list or class -> value, stored as a
             list aligned with ``classes``). Other keys are kept. ``arch`` / ``num_classes`` / ``in_channels``
             come from the model (given ones must agree). Non-finite floats are stored as null.

@@ -236,7 +236,7 @@ class RunConfig:
             train = data.get("train")
             if isinstance(train, Mapping):
                 train = dict(train)
-                for key in ("pretrained", "init_checkpoint"):
+                for key in ("pretrained", "init_checkpoint", "stain_reference"):
                     if isinstance(train.get(key), str | os.PathLike):
                         train[key] = str(base / Path(train[key]).expanduser())
                 data["train"] = train

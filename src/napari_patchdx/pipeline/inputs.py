@@ -67,7 +67,8 @@ def resolve_inputs(config: RunConfig) -> RunInputs:
     items: list[_Item] = []
     files: list[Path] = []
     classes: tuple[str, ...] = ()
-    extra = [Path(p) for p in (config.training.pretrained, config.training.init_checkpoint) if p is not None]
+    t = config.training
+    extra = [Path(p) for p in (t.pretrained, t.init_checkpoint, t.stain_reference) if p is not None]
     if isinstance(config.splits, str):
         extra.append(Path(config.splits))
     missing.extend(p for p in extra if not p.is_file())

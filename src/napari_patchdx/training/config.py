@@ -12,10 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._config import choice, integer, number, unknown_key
+from .._config import choice, integer, number, text, unknown_key
 from ..devices import check_device_form
 from ..errors import ConfigError
 from ..models.nets import ARCHITECTURES, MIN_INPUT_SIZE
+from ..transforms.compose import STAIN_MODES
 
 TRACKS: tuple[str, ...] = ("slide", "cxr")
 """``slide``: whole-slide patches, 3 channels, one class (tumour). ``cxr``: chest X-rays, 1 channel, 5 classes."""
@@ -68,6 +69,15 @@ class TrainConfig:
         center_size: side of the labelled central region of a slide patch (Liu: 128); None = min(128, patch).
         mpp: microns per slide-patch pixel when the trainer builds the sampler from ``TrainData.slides``.
         jitter: positional jitter of slide patches, patch pixels (Liu: 8), for ``TrainData.slides``.
+        stain: colour treatment of slide patches (slides only): ``"liu"`` (Liu et al.'s TF colour jitter, the
+            default), ``"hed"`` (Tellez et al.'s HED jitter), ``"macenko"`` (Macenko normalisation to
+            ``stain_reference``, also at validation and inference: the checkpoint records the reference) or
+            ``"none"`` (orientations only); see :mod:`napari_patchdx.transforms`.
+        hed_sigma: half-range of the HED jitter's multipliers and offsets, in [0, 1) (Tellez et al.'s HED-light:
+            0.05); used with ``stain="hed"``.
+        stain_reference: the Macenko target (``stain="macenko"`` only): a JSON stain reference, the sidecar of a
+            checkpoint trained with Macenko normalisation, or an image of stained tissue; None = fitted to 64
+            training patches.
         val_patches: number of validation patches drawn (once, reproducibly) from validation slides / X-rays.
         val_fraction: share of X-ray images held out for validation when the cohort has no split.
         deterministic: ``torch.use_deterministic_algorithms`` and no cuDNN autotuning (bit-exact resume on CPU).
@@ -96,6 +106,9 @@ class TrainConfig:
     center_size: int | None = None
     mpp: float | None = None
     jitter: float = 8.0
+    stain: str = "liu"
+    hed_sigma: float = 0.05
+    stain_reference: str | None = None
     val_patches: int = 256
     val_fraction: float = 0.2
     deterministic: bool = False
@@ -144,6 +157,21 @@ class TrainConfig:
             raise ConfigError(f"patch_size ({self.patch_size}) must not exceed working_size ({self.working_size})")
         self.mpp = number("mpp", self.mpp, optional=True)
         self.jitter = number("jitter", self.jitter, strict=False)
+        self.stain = choice("stain", self.stain, STAIN_MODES)
+        if self.track == "cxr" and self.stain != "liu":
+            raise ConfigError(
+                f"stain {self.stain!r} is a slide setting: chest X-rays are augmented by sharpening / blurring "
+                "and standardised (track='cxr' keeps the default stain)"
+            )
+        self.hed_sigma = number("hed_sigma", self.hed_sigma, strict=False)
+        if self.hed_sigma >= 1:
+            raise ConfigError(f"hed_sigma must be in [0, 1), got {self.hed_sigma}")
+        self.stain_reference = text("stain_reference", self.stain_reference, optional=True)
+        if self.stain_reference is not None and self.stain != "macenko":
+            raise ConfigError(
+                f"stain_reference applies to stain='macenko' only (stain is {self.stain!r}); remove it or set "
+                "stain: macenko"
+            )
         self.val_patches = integer("val_patches", self.val_patches, 1)
         self.val_fraction = number("val_fraction", self.val_fraction)
         if self.val_fraction >= 1:

@@ -20,12 +20,19 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ConfigError
 from ..jsonvalues import json_value
-from ..models.checkpoint import check_compatible, save_checkpoint
+from ..models.checkpoint import check_compatible, save_checkpoint, slide_normalization
 from ..progress import Job, Progress
 from ..sampling.balanced import BalancedSampler
 from ..sampling.cxr_lesions import CxrLesionSampler
-from ..sampling.datasets import PatchStream, PatchTableDataset, to_float
-from ..transforms.compose import cxr_eval_transforms, cxr_train_transforms, slide_train_transforms
+from ..sampling.datasets import PatchReader, PatchStream, PatchTableDataset, to_float
+from ..transforms.compose import (
+    Compose,
+    cxr_eval_transforms,
+    cxr_train_transforms,
+    slide_eval_transforms,
+    slide_train_transforms,
+)
+from ..transforms.stain import REFERENCE_PATCHES, StainReference, fit_reference, load_reference
 from .config import TrainConfig
 from .datasets import EpochOrder, WholeImageDataset
 from .ddp import DistContext
@@ -70,6 +77,28 @@ class Trainer:
         self.run = RunState()
         self.consistent = True
         self.warned: set[tuple[str, str]] = set()
+        self.stain_reference: StainReference | None = None
+
+    def slide_transforms(self, inputs: TrainInputs) -> tuple[Compose, Compose | None]:
+        """(training, validation) transforms of slide patches for ``config.stain``. With ``"macenko"`` the reference
+        is read from ``config.stain_reference``, or fitted to REFERENCE_PATCHES training patches (drawn with the
+        seed: the same on every rank and after a resume), once per run."""
+        c = self.config
+        if c.stain == "macenko" and self.stain_reference is None:
+            if c.stain_reference is not None:
+                self.stain_reference = load_reference(c.stain_reference)
+            else:
+                table = inputs.train_table
+                if table is None:
+                    table = inputs.train_stream.table(REFERENCE_PATCHES)  # type: ignore[union-attr]
+                rows = table.sample(n=min(len(table), REFERENCE_PATCHES), random_state=c.seed)
+                reader = PatchReader(inputs.patch_size, inputs.slide_mpp)
+                patches = (reader.read(r.slide, r.x, r.y, r.level, r.size) for r in rows.itertuples(index=False))
+                self.stain_reference = fit_reference(patches, seed=c.seed)
+        return (
+            slide_train_transforms(stain=c.stain, hed_sigma=c.hed_sigma, reference=self.stain_reference),
+            slide_eval_transforms(c.stain, self.stain_reference),
+        )
 
     # -- data ----------------------------------------------------------------------------------------------------
     def stage_counts(self, name: str, inputs: TrainInputs) -> tuple[np.ndarray, int] | None:
@@ -149,8 +178,10 @@ class Trainer:
                     )
                 )
             return sets[0], sets[1]
-        train_tf = slide_train_transforms() if c.track == "slide" else cxr_train_transforms()
-        val_tf = None if c.track == "slide" else cxr_eval_transforms()
+        if c.track == "slide":
+            train_tf, val_tf = self.slide_transforms(inputs)
+        else:
+            train_tf, val_tf = cxr_train_transforms(), cxr_eval_transforms()
         val = PatchTableDataset(inputs.val_table, inputs.patch_size, val_tf, c.seed, inputs.slide_mpp)  # type: ignore[arg-type]
         if inputs.train_stream is not None:
             return None, val
@@ -164,7 +195,7 @@ class Trainer:
         c, d = self.config, self.dctx
         key = (c.seed, stage_index + 1, epoch)
         if train_set is None:
-            transforms = slide_train_transforms() if c.track == "slide" else cxr_train_transforms()
+            transforms = self.slide_transforms(inputs)[0] if c.track == "slide" else cxr_train_transforms()
             stream = PatchStream(
                 inputs.train_stream,
                 transforms,
@@ -281,7 +312,7 @@ class Trainer:
         c = self.config
         whole = stage == "whole"
         if c.track == "slide":
-            normalization: dict[str, Any] = {"mode": "unit", "scale": "RGB uint8 / 255"}
+            normalization = slide_normalization(self.slide_transforms(inputs)[1])
         else:
             normalization = {"mode": "standardize", "transform": cxr_eval_transforms().to_dict()}
         return {

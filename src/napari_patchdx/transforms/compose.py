@@ -1,15 +1,15 @@
-"""Transform classes: the :class:`Transform` base, the random transforms, :class:`Compose`, the preset pipelines.
+"""Transform classes: the random transforms, :class:`Compose`, the preset pipelines (the :class:`Transform` base is in
+:mod:`~napari_patchdx.transforms.base`, the stain transforms in :mod:`~napari_patchdx.transforms.stain`).
 
 A transform is called as ``transform(image, rng)``; a random one draws its parameters with ``sample_params(rng)``
 and applies them with ``apply(image, params)``. ``repr()`` shows its parameters, ``to_dict()`` gives a JSON-ready
 config for run manifests and :func:`transform_from_dict` rebuilds the transform from it. The presets are
-:func:`slide_train_transforms` (Liu et al. 2017), :func:`cxr_train_transforms` and :func:`cxr_eval_transforms`
-(Park et al. 2019).
+:func:`slide_train_transforms` (Liu et al. 2017; or the stain treatments of :data:`STAIN_MODES`) with
+:func:`slide_eval_transforms`, :func:`cxr_train_transforms` and :func:`cxr_eval_transforms` (Park et al. 2019).
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,12 +17,15 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import ConfigError
+from .base import Transform
 from .checks import check_gray, check_range, check_rgb
 from .colour import COLOR_OPS, apply_color
 from .orientation import ORIENTATIONS, check_orientation, orient
+from .stain import HEDJitter, MacenkoNormalize, StainReference
 from .xray import gaussian_blur, standardize, unsharp_mask
 
 __all__ = [
+    "STAIN_MODES",
     "ColorJitterParams",
     "ColorJitterTF",
     "Compose",
@@ -33,36 +36,15 @@ __all__ = [
     "Transform",
     "cxr_eval_transforms",
     "cxr_train_transforms",
+    "slide_eval_transforms",
     "slide_train_transforms",
     "transform_from_dict",
 ]
 
-
-class Transform(ABC):
-    """Base of every transform: ``transform(image, rng) -> image``, a ``repr`` and a JSON-ready ``to_dict``."""
-
-    @abstractmethod
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Apply the transform; all randomness comes from ``rng``."""
-
-    @abstractmethod
-    def params(self) -> dict[str, Any]:
-        """Constructor arguments (JSON-ready) that rebuild this transform."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """``{"type": class name, **constructor arguments}``, for run manifests; see :func:`transform_from_dict`."""
-        return {"type": type(self).__name__, **self.params()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
-        return f"{type(self).__name__}({args})"
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self.to_dict() == other.to_dict()  # type: ignore[attr-defined]
-
-    __hash__ = None  # type: ignore[assignment]
+STAIN_MODES: tuple[str, ...] = ("none", "liu", "hed", "macenko")
+"""Colour treatments of slide patches (:func:`slide_train_transforms`): ``none`` (orientations only), ``liu``
+(Liu et al.'s TF colour jitter), ``hed`` (Tellez et al.'s HED jitter), ``macenko`` (Macenko normalisation to a
+reference, also at validation and inference)."""
 
 
 class RandomOrientation(Transform):
@@ -337,7 +319,16 @@ class Compose(Transform):
 
 
 _REGISTRY: dict[str, type[Transform]] = {
-    cls.__name__: cls for cls in (RandomOrientation, ColorJitterTF, SharpenOrBlur, Standardize, Compose)
+    cls.__name__: cls
+    for cls in (
+        RandomOrientation,
+        ColorJitterTF,
+        HEDJitter,
+        MacenkoNormalize,
+        SharpenOrBlur,
+        Standardize,
+        Compose,
+    )
 }
 
 
@@ -363,16 +354,51 @@ def transform_from_dict(config: Mapping[str, Any]) -> Transform:
 # ----------------------------------------------------------------------------------------------- pipelines
 
 
-def slide_train_transforms(color: ColorJitterTF | None = None) -> Compose:
-    """Training augmentation for whole-slide patches (Liu et al.): 8 orientations, then TF colour jitter.
+def slide_train_transforms(
+    color: ColorJitterTF | None = None,
+    *,
+    stain: str = "liu",
+    hed_sigma: float = 0.05,
+    reference: StainReference | None = None,
+) -> Compose:
+    """Training augmentation for whole-slide patches: the 8 orientations and the colour treatment ``stain``.
 
-    The orientation is a view that the colour jitter reads directly (it always writes a new C-contiguous array),
-    so the patch is copied once.
+    * ``"liu"`` (default, Liu et al.): TF colour jitter, ``color`` or ``ColorJitterTF()`` (Liu et al.'s ranges).
+    * ``"hed"``: :class:`HEDJitter` with ``sigma = hed_sigma`` (Tellez et al.'s HED-light: 0.05).
+    * ``"macenko"``: :class:`MacenkoNormalize` to ``reference`` (None: Macenko's standard target,
+      :data:`~napari_patchdx.transforms.MACENKO_REFERENCE`), and no colour jitter: the model then sees
+      normalised patches, as at validation and inference (:func:`slide_eval_transforms`), and the four treatments
+      stay distinct arms of a comparison. The patch is normalised as read, before it is oriented, as at inference
+      (where the 8 orientations of test-time augmentation come after the normalisation).
+    * ``"none"``: the orientations only.
 
-    Args:
-        color: the colour jitter; ``ColorJitterTF()`` (Liu et al.'s ranges, random order) by default.
+    The orientation is a view that the colour jitter reads directly (it writes a new C-contiguous array), so the
+    patch is copied once; with ``"none"`` and ``"macenko"`` the orientation makes the copy.
+
+    Raises:
+        ConfigError: an unknown ``stain``, ``color`` with a ``stain`` other than ``"liu"``, or a bad ``hed_sigma``.
     """
+    if stain not in STAIN_MODES:
+        raise ConfigError(f"stain must be one of {', '.join(map(repr, STAIN_MODES))}, got {stain!r}")
+    if color is not None and stain != "liu":
+        raise ConfigError(f"a colour jitter (color=) applies to stain='liu' only, not {stain!r}")
+    if stain == "none":
+        return Compose([RandomOrientation()])
+    if stain == "hed":
+        return Compose([RandomOrientation(copy=False), HEDJitter(hed_sigma)])
+    if stain == "macenko":
+        return Compose([MacenkoNormalize(reference), RandomOrientation()])
     return Compose([RandomOrientation(copy=False), color if color is not None else ColorJitterTF()])
+
+
+def slide_eval_transforms(stain: str = "liu", reference: StainReference | None = None) -> Compose | None:
+    """Validation / inference preprocessing of slide patches that a model trained with ``stain`` needs.
+
+    ``Compose([MacenkoNormalize(reference)])`` for ``"macenko"``; None (the patches as read) otherwise.
+    """
+    if stain not in STAIN_MODES:
+        raise ConfigError(f"stain must be one of {', '.join(map(repr, STAIN_MODES))}, got {stain!r}")
+    return Compose([MacenkoNormalize(reference)]) if stain == "macenko" else None
 
 
 def cxr_train_transforms(hflip: bool = False, sharpen_blur: SharpenOrBlur | None = None) -> Compose:
