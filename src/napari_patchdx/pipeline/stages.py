@@ -115,7 +115,16 @@ def _train_stage(ctx: StageContext) -> Job[tuple[list[Path], bool]]:
         data = TrainData(patch_table=str(ctx.run_dir / "sample" / "patches.csv"), mpp=config.mpp)
     else:
         data = TrainData(cxr_root=str(ctx.inputs.root), splits={it.name: it.split for it in ctx.inputs.items})
-    result = yield from relay(train_job(config.training, data, out, resume=True, stop=ctx.stop), 0.0, 1.0)
+    if config.track == "slides" and config.training.hard_negatives:
+        from ..training.hard_negatives import hard_negative_train_job
+
+        train_slides = [(it.path, it.truth) for it in ctx.inputs.split("train")]
+        job = hard_negative_train_job(
+            config.training, data, train_slides, out, resume=True, stop=ctx.stop, device=ctx.device
+        )
+    else:
+        job = train_job(config.training, data, out, resume=True, stop=ctx.stop)
+    result = yield from relay(job, 0.0, 1.0)
     files = [p for p in sorted(out.iterdir()) if p.is_file() and p.suffix in (".safetensors", ".json", ".csv")]
     return files, bool(result.cancelled)
 

@@ -108,6 +108,7 @@ class FocusSampler:
                 self._cells.append((k, cells))
                 weights.append(float(region.weight) * cells.size)
         self._p = np.asarray(weights) / sum(weights) if weights else np.zeros(0)
+        self._focus_tumour: float | None = None
         if self.fraction > 0 and not self._cells:
             raise ConfigError("no focus region covers tissue of a sampled slide; nothing to draw more of")
 
@@ -122,6 +123,26 @@ class FocusSampler:
         keep = np.zeros(rows.shape, dtype=bool)
         keep[inside] = region.mask[r[inside], c[inside]]
         return np.ravel_multi_index((rows[keep], cols[keep]), tissue.mask.shape)
+
+    @property
+    def jitter(self) -> float:
+        """The positional jitter, patch pixels (the balanced sampler's)."""
+        return self.base.jitter
+
+    @property
+    def p_tumor(self) -> float:
+        """The expected share of tumour patches in the stream (for class weights): the balanced sampler's share for
+        its draws, and for focus draws the share of tumour among 64 reproducible focus draws."""
+        if not self._cells or self.fraction == 0:
+            return self.base.p_tumor
+        if self._focus_tumour is None:
+            labels = []
+            for j in range(64):
+                rng = np.random.default_rng([self.seed, 3, j])
+                k, cells = self._cells[int(rng.choice(len(self._cells), p=self._p))]
+                labels.append(self.base.draw_in_cells(rng, k, cells, None)["label"])
+            self._focus_tumour = float(np.mean(labels))
+        return (1 - self.fraction) * self.base.p_tumor + self.fraction * self._focus_tumour
 
     @property
     def mismatches(self) -> int:

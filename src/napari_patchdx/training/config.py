@@ -78,6 +78,12 @@ class TrainConfig:
         stain_reference: the Macenko target (``stain="macenko"`` only): a JSON stain reference, the sidecar of a
             checkpoint trained with Macenko normalisation, or an image of stained tissue; None = fitted to 64
             training patches.
+        hard_negatives: a second training round (Wang et al. 2016, the CAMELYON16 winner): the first round's model
+            maps the training slides, and fine-tuning from its best checkpoint draws ``hard_negative_fraction`` of
+            its patches from the cells it scored at least ``hard_negative_threshold`` that hold no tumour (slides
+            only; see :mod:`napari_patchdx.training.hard_negatives`).
+        hard_negative_threshold: the probability from which a normal cell is a false positive, in (0, 1].
+        hard_negative_fraction: the share of second-round patches drawn from the false-positive regions, in (0, 1].
         val_patches: number of validation patches drawn (once, reproducibly) from validation slides / X-rays.
         val_fraction: share of X-ray images held out for validation when the cohort has no split.
         deterministic: ``torch.use_deterministic_algorithms`` and no cuDNN autotuning (bit-exact resume on CPU).
@@ -109,6 +115,9 @@ class TrainConfig:
     stain: str = "liu"
     hed_sigma: float = 0.05
     stain_reference: str | None = None
+    hard_negatives: bool = False
+    hard_negative_threshold: float = 0.5
+    hard_negative_fraction: float = 0.3
     val_patches: int = 256
     val_fraction: float = 0.2
     deterministic: bool = False
@@ -172,6 +181,15 @@ class TrainConfig:
                 f"stain_reference applies to stain='macenko' only (stain is {self.stain!r}); remove it or set "
                 "stain: macenko"
             )
+        if not isinstance(self.hard_negatives, bool):
+            raise ConfigError(f"hard_negatives must be true or false, got {self.hard_negatives!r}")
+        if self.hard_negatives and self.track != "slide":
+            raise ConfigError("hard_negatives mines false positives of slide heatmaps: slide track only")
+        self.hard_negative_threshold = number("hard_negative_threshold", self.hard_negative_threshold)
+        self.hard_negative_fraction = number("hard_negative_fraction", self.hard_negative_fraction)
+        for key in ("hard_negative_threshold", "hard_negative_fraction"):
+            if getattr(self, key) > 1:
+                raise ConfigError(f"{key} must be in (0, 1], got {getattr(self, key)}")
         self.val_patches = integer("val_patches", self.val_patches, 1)
         self.val_fraction = number("val_fraction", self.val_fraction)
         if self.val_fraction >= 1:
