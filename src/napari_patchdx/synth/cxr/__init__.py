@@ -15,9 +15,10 @@ anatomy, then passed through a vendor-like acquisition chain:
   the left dome and breast shadows on some images; branching pulmonary vessels from the hila, tapering and
   fading towards the periphery.
 * **Lesions** (:data:`CXR_CLASSES`) are additive density terms with a compact support inside the lungs:
-  nodule (round, lobulated, soft-edged, 5-30 mm), consolidation (fluffy union of blobs, air bronchograms),
-  interstitial opacity (reticular / reticulonodular texture over a zone), pleural effusion (homogeneous
-  opacity rising to a meniscus at the costophrenic angle, obscuring the dome) and pneumothorax (a vessel-free,
+  nodule (round, lobulated, soft-edged, 8-30 mm), consolidation (fluffy union of blobs, air bronchograms),
+  interstitial opacity (reticular / reticulonodular texture over a zone), pleural effusion (fluid filling a
+  lung base up to a meniscus that rises towards the chest wall: the costophrenic angle blunted, the dome hidden
+  once the fluid rises above it, 5-35 % of the lung field) and pneumothorax (a vessel-free,
   darker apical/lateral rim bounded by a thin visceral pleural line). Their strength is set per class by
   ``contrast`` (see :data:`DEFAULT_CONTRAST`).
 * **Acquisition**: quantum-like noise whose amplitude grows with density, a vendor filter (Gaussian blur or
