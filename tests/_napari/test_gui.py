@@ -143,13 +143,15 @@ def test_sample_patches_widget_on_cxr_folder(make_napari_viewer, qtbot, tmp_path
 
 
 def test_lesion_points_layer(make_napari_viewer) -> None:
+    from napari.layers import Layer
+
     from napari_patchdx.evaluation.points import PointsTable
     from napari_patchdx.layerdata import points_layer
 
     points = PointsTable(y=np.array([100.5, 300.5, 50.5]), x=np.array([200.5, 40.5, 60.5]), probability=[0.6, 0.9, 0.3])
     viewer = make_napari_viewer()
     data, kwargs, kind = points_layer(points, mpp=0.25, top_k=2, diameter_um=50)
-    layer = viewer._add_layer_from_data(data, kwargs, kind)[0]
+    layer = viewer.add_layer(Layer.create(data, kwargs, kind))
     assert len(layer.data) == 2  # capped to the top K, most probable first
     np.testing.assert_allclose(layer.features["probability"], [0.9, 0.6])
     np.testing.assert_allclose(layer.data_to_world(layer.data[0]), level0_to_world([300.5, 40.5], 0.25))

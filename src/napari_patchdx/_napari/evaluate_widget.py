@@ -25,9 +25,10 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, Select, SpinBox, Table
-from napari.utils.notifications import show_info
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Select, SpinBox, Table
+from qtpy.QtWidgets import QSizePolicy
 
+from ..errors import ConfigError, InputFileError
 from ..evaluation.figures import draw_roc
 from ..evaluation.froc import classify_points
 from ..evaluation.froc_result import draw_froc
@@ -41,7 +42,7 @@ from ..io.annotations.read import read_annotations
 from ..io.names import file_name
 from ..layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 from .viewer import add_layers
-from .widgets import JobRunner, layers_of_kind, truth_layer_names
+from .widgets import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows, truth_layer_names
 from .writers import shapes_to_annotations
 
 SOURCES = ("heatmap layers", "slide folders", "X-ray folders")
@@ -52,7 +53,7 @@ def _path(edit: FileEdit) -> Path | None:
     return None if value in ("", ".") else Path(value)
 
 
-class EvaluateWidget(Container):
+class EvaluateWidget(Panel):
     """Evaluate heatmaps against ground truth (layers or folders); curves, a table and outcome-coloured points."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -75,14 +76,15 @@ class EvaluateWidget(Container):
         self.mpp = FloatSpinBox(label="FROC um/px (0 = slides')", min=0.0, max=64.0, step=0.001, value=0.0)
         self.n_boot = SpinBox(label="bootstrap resamples", min=0, max=100_000, value=1000)
         self.runner = JobRunner("Evaluate")
-        self.summary = Label(value="")
-        self.summary.native.setWordWrap(True)
+        self.summary = StatusLine()
         self.table = Table(value={"data": [], "columns": []})
-        self.figure = Figure(figsize=(5.0, 2.6), dpi=90, layout="constrained")
+        self.figure = Figure(figsize=(4.0, 2.6), dpi=90, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(230)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.canvas.setMinimumSize(200, 230)
         super().__init__(
-            widgets=[
+            viewer,
+            [
                 self.source,
                 self.heatmaps,
                 self.truth,
@@ -100,9 +102,10 @@ class EvaluateWidget(Container):
                 self.runner,
                 self.summary,
                 self.table,
-            ]
+            ],
         )
-        self.native.layout().addWidget(self.canvas)
+        self.add_native(self.canvas)
+        show_table_rows(self.table)
         #: the last result: a SlidesEvaluation (layers), or the metrics dict (folders)
         self.result: Any = None
         #: slide -> the outcome points layer added for it
@@ -192,7 +195,15 @@ class EvaluateWidget(Container):
 
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> None:
-        """Start the evaluation of the chosen source in a worker."""
+        """Start the evaluation of the chosen source in a worker; input errors go to the status line."""
+        if self.runner.worker is not None:
+            return
+        try:
+            self._start()
+        except INPUT_ERRORS as exc:
+            self.runner.fail(exc)
+
+    def _start(self) -> None:
         source = str(self.source.value)
         common = {"n_boot": int(self.n_boot.value)}
         slide_params = {
@@ -202,8 +213,7 @@ class EvaluateWidget(Container):
         }
         if source == SOURCES[0]:
             if not self.heatmaps.value:
-                show_info("napari-patchdx: choose heatmap layers first")
-                return
+                raise ConfigError("choose heatmap layers first")
             inputs = self._slide_inputs()
             mpp = float(self.mpp.value) or None  # None: the slides' own, as the core decides (refused if they differ)
             self.runner.start(
@@ -212,19 +222,16 @@ class EvaluateWidget(Container):
             return
         out = _path(self.out_dir)
         if out is None:
-            show_info("napari-patchdx: choose an output folder first")
-            return
+            raise ConfigError("choose an output folder first")
         if source == SOURCES[1]:
             from ..io.detect import slides_in_folder
 
             folder, heat_dir = _path(self.slides_dir), _path(self.heatmap_dir)
             if folder is None or heat_dir is None:
-                show_info("napari-patchdx: choose the slides folder and the heatmap folder")
-                return
+                raise ConfigError("choose the slides folder and the heatmap folder")
             pairs = slides_in_folder(folder)
             if not pairs:
-                show_info(f"napari-patchdx: no slides in {folder}")
-                return
+                raise InputFileError(folder, "holds no slides")
             annotations = {file_name(p): a for p, a in pairs}
             mpp = float(self.mpp.value) or None
             slides = [p for p, _ in pairs]
@@ -237,8 +244,7 @@ class EvaluateWidget(Container):
             return
         cohort, preds = _path(self.cohort_dir), _path(self.predictions_dir)
         if cohort is None or preds is None:
-            show_info("napari-patchdx: choose the X-ray cohort and the predictions folder")
-            return
+            raise ConfigError("choose the X-ray cohort and the predictions folder")
         self.runner.start(lambda: evaluate_cxr_job(preds, cohort, out, **common), lambda m: self._on_cxr(m, out))
 
     # ------------------------------------------------------------------------------------------ results
@@ -338,6 +344,7 @@ class EvaluateWidget(Container):
         columns = list(rows[0]) if rows else []
         data = [[self._cell(r[c]) for c in columns] for r in rows]
         self.table.value = {"data": data, "index": list(range(len(rows))), "columns": columns}
+        show_table_rows(self.table)
 
     @staticmethod
     def _cell(value: Any) -> Any:

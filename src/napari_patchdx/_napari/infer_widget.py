@@ -14,7 +14,9 @@ notification, never a traceback), and runs the core jobs of :mod:`napari_patchdx
 
 A slide or X-ray that cannot be read fails alone: the others run, then the error shows in the status line.
 Stopping keeps what is written: an interrupted slide resumes where it stopped on the next run (with "reuse /
-resume" on), a finished one is loaded instead of recomputed.
+resume" on), a finished one is loaded instead of recomputed. Deleting layers while a run goes on is safe: a deleted
+heatmap layer is neither updated nor added back, an input whose layer was deleted gets no result layers, and a run
+whose input layers are all deleted stops (:meth:`~napari_patchdx._napari.widgets.JobRunner.stop_when_removed`).
 """
 
 from __future__ import annotations
@@ -29,16 +31,15 @@ from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, Label, Select, SpinBox, Table
-from napari.utils.notifications import show_error
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Select, SpinBox, Table
 
-from ..errors import ConfigError, InputFileError, PatchdxError
+from ..errors import ConfigError, InputFileError
 from ..io.detect import detect_kind, slides_in_folder
 from ..io.names import file_name
 from ..layerdata import cam_layers, heatmap_layer
 from ..progress import ItemReport, Progress
 from .viewer import add_layers
-from .widgets import JobRunner, layers_of_kind
+from .widgets import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
 
 if TYPE_CHECKING:
     from ..inference.heatmaps import HeatmapResult, HeatmapRows
@@ -131,7 +132,7 @@ class LiveHeatmap:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class InferenceWidget(Container):
+class InferenceWidget(Panel):
     """Run inference on slide or chest X-ray layers (or a folder) with one or several checkpoints."""
 
     #: seconds between repaints of a heatmap layer that is filling in
@@ -152,11 +153,12 @@ class InferenceWidget(Container):
         self.resume = CheckBox(label="reuse finished / resume interrupted", value=True)
         self.out_dir = FileEdit(label="output folder", mode="d", nullable=True)
         self.runner = JobRunner("Run inference")
-        self.summary = Label(value="")
+        self.summary = StatusLine()
         self.probabilities = Table(value=None, label="probabilities")
         self.probabilities.visible = False
         super().__init__(
-            widgets=[
+            viewer,
+            [
                 self.slides,
                 self.xrays,
                 self.folder,
@@ -170,7 +172,7 @@ class InferenceWidget(Container):
                 self.runner,
                 self.summary,
                 self.probabilities,
-            ]
+            ],
         )
         self.results: list[Any] | None = None
         self._track = "slides"
@@ -179,6 +181,8 @@ class InferenceWidget(Container):
         self._labels: list[str] = []
         self._table_rows: dict[str, list[float]] = {}
         self._table_classes: list[str] = []
+        #: the layer of each input of the current run (empty for a folder run)
+        self._input_layers: list[Any] = []
         self.runner.run_button.changed.connect(self.run)
         viewer.layers.events.inserted.connect(self._refresh_choices)
         viewer.layers.events.removed.connect(self._refresh_choices)
@@ -281,10 +285,6 @@ class InferenceWidget(Container):
         return _Plan("slides" if slides else "xrays", list(slides or xrays), checkpoints, out_dir)
 
     # -- running -----------------------------------------------------------------------------------------------
-    def _fail(self, message: str) -> None:
-        self.runner.status.value = f"error: {message}"
-        show_error(f"napari-patchdx: {message}")
-
     def run(self) -> None:
         """Check the inputs and start inference in a worker (errors go to the status line and a notification)."""
         from ..devices import resolve_device
@@ -294,9 +294,13 @@ class InferenceWidget(Container):
         try:
             plan = self._plan()
             device = str(resolve_device(str(self.device.value)))
-        except PatchdxError as exc:
-            self._fail(str(exc))
+        except INPUT_ERRORS as exc:
+            self.runner.fail(exc)
             return
+        self._input_layers = []
+        if self._path_value(self.folder) is None:
+            names = self.slides.value if plan.track == "slides" else self.xrays.value
+            self._input_layers = [self.viewer.layers[name] for name in names if name in self.viewer.layers]
         self._track = plan.track
         self.results = None
         self.live = {}
@@ -323,6 +327,13 @@ class InferenceWidget(Container):
             )
         self._labels = [p.name if isinstance(p, Path) else p.shown for p in plan.inputs]
         self.runner.start(factory, self._on_done, self._on_partial, on_error=self._on_error)
+        if self._input_layers:
+            self.runner.stop_when_removed(self.viewer, self._input_layers)
+
+    def _input_gone(self, index: int) -> bool:
+        """Whether input ``index`` came from a layer that has since been deleted (it then gets no result layers)."""
+        layers = self._input_layers
+        return index < len(layers) and layers[index] not in self.viewer.layers
 
     def _on_partial(self, report: Progress) -> None:
         part = report.partial
@@ -337,7 +348,8 @@ class InferenceWidget(Container):
             self._finish_heatmap(part.index, part.value)
         else:
             self._outcomes[part.index] = part.value
-            self._show_cams(part.value)
+            if not self._input_gone(part.index):
+                self._show_cams(part.value)
 
     def _replace_own(self, kind: str, match: Callable[[dict[str, Any], Any], bool]) -> None:
         """Remove this plugin's earlier result layers of ``kind`` that ``match`` (a re-run replaces them)."""
@@ -347,9 +359,12 @@ class InferenceWidget(Container):
                 self.viewer.layers.remove(layer)
 
     def _show_rows(self, index: int, rows: HeatmapRows) -> None:
-        """Heatmap rows of slide ``index``: its layer is inserted (NaN-filled, on the job's grid) with the first."""
+        """Heatmap rows of slide ``index``: its layer is inserted (NaN-filled, on the job's grid) with the first;
+        rows for a heatmap layer the user deleted, or of a slide whose layer was deleted, are not shown."""
         live = self.live.get(index)
         if live is None:
+            if self._input_gone(index):
+                return
             name = f"{file_name(rows.slide)} heatmap"
             self._replace_own("heatmap", lambda meta, layer: layer.name == name)
             empty = np.full(rows.grid.shape, np.nan, dtype=np.float32)
@@ -359,18 +374,24 @@ class InferenceWidget(Container):
             live.update(rows.row0, rows.block)
 
     def _finish_heatmap(self, index: int, result: HeatmapResult) -> None:
+        """Slide ``index``'s finished heatmap: into its live layer, or (loaded, not computed) into a new one. A live
+        layer the user deleted is not added back, nor a layer for a slide whose layer was deleted: the heatmap file
+        is written either way."""
         live = self.live.get(index)
-        if live is None or live.layer not in self.viewer.layers:  # loaded, or removed while running: show it
-            name = f"{file_name(result.slide)} heatmap"
-            self._replace_own("heatmap", lambda meta, layer: layer.name == name)
-            data, kwargs, kind = heatmap_layer(
-                result.heatmap, result.grid, name=name, slide=result.slide, path=result.path,
-                unreadable=result.unreadable,
-            )  # fmt: skip
-            (layer,) = add_layers(self.viewer, [(data, kwargs, kind)])
-            self.live[index] = LiveHeatmap(layer, self.refresh_interval)
+        if live is not None:
+            if live.layer in self.viewer.layers:
+                live.finish(result)
             return
-        live.finish(result)
+        if self._input_gone(index):
+            return
+        name = f"{file_name(result.slide)} heatmap"
+        self._replace_own("heatmap", lambda meta, layer: layer.name == name)
+        data, kwargs, kind = heatmap_layer(
+            result.heatmap, result.grid, name=name, slide=result.slide, path=result.path,
+            unreadable=result.unreadable,
+        )  # fmt: skip
+        (layer,) = add_layers(self.viewer, [(data, kwargs, kind)])
+        self.live[index] = LiveHeatmap(layer, self.refresh_interval)
 
     def _show_cams(self, part: XrayOutcome) -> None:
         label = part.input.shown
@@ -387,6 +408,7 @@ class InferenceWidget(Container):
             "columns": classes,
         }
         self.probabilities.visible = True
+        show_table_rows(self.probabilities)
 
     def _on_done(self, outcomes: list[Any]) -> None:
         self._finish_run()

@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import napari
-from magicgui.widgets import CheckBox, Container, FileEdit, Label
-from napari.utils.notifications import show_info
+from magicgui.widgets import CheckBox, FileEdit
 
 from .viewer import add_layers
-from .widgets import JobRunner
+from .widgets import INPUT_ERRORS, JobRunner, Panel, StatusLine
 
 
 def _path(widget: FileEdit) -> Path | None:
@@ -26,7 +25,7 @@ def _path(widget: FileEdit) -> Path | None:
     return None if text in ("", ".") else Path(text)
 
 
-class PipelineWidget(Container):
+class PipelineWidget(Panel):
     """Run a saved pipeline configuration (on another input folder / run directory if chosen) and show the results."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -36,32 +35,33 @@ class PipelineWidget(Container):
         self.run_dir = FileEdit(label="run folder (optional)", mode="d", value="")
         self.force = CheckBox(label="re-run every stage", value=False)
         self.runner = JobRunner("Run pipeline")
-        self.stages = Label(value="")
-        self.metrics = Label(value="")
+        self.stages = StatusLine()
+        self.metrics = StatusLine()
         super().__init__(
-            widgets=[self.config, self.input, self.run_dir, self.force, self.runner, self.stages, self.metrics]
+            viewer, [self.config, self.input, self.run_dir, self.force, self.runner, self.stages, self.metrics]
         )
         self.result: Any = None
         self.runner.run_button.changed.connect(self.run)
 
     def run(self) -> None:
-        """Validate the configuration (errors are shown at once, before any work) and start the run in a worker."""
-        from ..errors import PatchdxError
+        """Validate the configuration (errors are shown at once in the status line, before any work) and start the
+        run in a worker."""
         from ..pipeline.config import RunConfig
         from ..pipeline.runner import run_job
 
+        if self.runner.worker is not None:
+            return
         path = _path(self.config)
         if path is None:
-            show_info("napari-patchdx: choose a pipeline configuration (YAML) first")
+            self.runner.fail("choose a pipeline configuration (YAML) first")
             return
         overrides: dict[str, Any] = {}
         if (folder := _path(self.input)) is not None:
             overrides["input"] = str(folder)
         try:
             config = RunConfig.load(path, **overrides)
-        except (PatchdxError, OSError) as exc:
-            self.runner.status.value = f"error: {exc}"
-            show_info(f"napari-patchdx: {exc}")
+        except INPUT_ERRORS as exc:
+            self.runner.fail(exc)
             return
         run_dir = _path(self.run_dir)
         force = bool(self.force.value)

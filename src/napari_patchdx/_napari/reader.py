@@ -34,6 +34,20 @@ def napari_get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 def read_paths(path: str | Sequence[str]) -> list[LayerData]:
     """npe2 reader function: every path as layer data (see :func:`napari_patchdx.layerdata.layers_for_paths`); the
-    files of one DICOM-WSI series give one slide."""
+    files of one DICOM-WSI series give one slide. Reading into a viewer installs the layer-removal guard
+    (:func:`~napari_patchdx._napari.viewer.guard_layer_removal`) on it, so deleting the layers is safe before any
+    of our dock widgets is open."""
     paths = [path] if isinstance(path, str | Path) else list(path)
-    return layers_for_paths(one_per_series(paths))
+    layers = layers_for_paths(one_per_series(paths))
+    _guard_current_viewer()
+    return layers
+
+
+def _guard_current_viewer() -> None:
+    import napari
+
+    from .viewer import guard_layer_removal
+
+    viewer = napari.current_viewer()
+    if viewer is not None:
+        guard_layer_removal(viewer)

@@ -1,7 +1,15 @@
-"""Dock widgets. Thin: they collect parameters, run a core job in a napari worker and show its results."""
+"""Dock widgets. Thin: they collect parameters, run a core job in a napari worker and show its results.
+
+Every dock widget is a :class:`Panel` (scrolls vertically, never widens: :class:`StatusLine` text wraps), shows
+tables with :func:`show_table_rows`, and runs its job through a :class:`JobRunner` (input errors in its status line,
+a job stopped when its layers are deleted).
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +25,26 @@ from magicgui.widgets import (
     PushButton,
     Select,
     SpinBox,
+    Table,
+    Widget,
 )
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QSizePolicy, QStyledItemDelegate, QWidget
 
-from ..errors import ConfigError
+from ..errors import ConfigError, PatchdxError
 from ..io.annotations.model import AnnotationSet
 from ..io.detect import annotations_beside, slides_in_folder
 from ..io.names import file_name
 from ..layerdata import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
 from ..sampling.splits import hold_out_slides
-from .viewer import add_layers
+from .viewer import add_layers, guard_layer_removal
 from .writers import shapes_to_annotations
+
+#: errors a widget reports in its status line (a message for the user) instead of raising
+INPUT_ERRORS = (PatchdxError, OSError, ValueError)
 
 
 def layers_of_kind(viewer: napari.Viewer, kind: str) -> list[Any]:
@@ -47,6 +62,98 @@ def truth_layer_names(viewer: napari.Viewer) -> list[str]:
     ]
 
 
+class StatusLine(Label):
+    """A read-only, selectable text line that wraps (at spaces and after ``/``) and never widens its dock: its
+    horizontal size policy is ``Ignored``, so the dock's width decides the line's."""
+
+    def __init__(self, value: str = "", **kwargs: Any) -> None:
+        super().__init__(value=value, **kwargs)
+        native = self.native
+        native.setWordWrap(True)
+        native.setTextFormat(Qt.TextFormat.PlainText)
+        native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        native.setMinimumWidth(0)
+
+
+class Panel(Container):
+    """The body of a dock widget: ``widgets`` in a vertically scrolling area, followed by a stretch.
+
+    napari docks a magicgui widget's ``native`` (the widget that holds the layout), so the scroll area is built
+    inside it: the panel's ``native`` holds only the scroll area, whose content (:attr:`body`, a
+    :class:`~magicgui.widgets.Container`) holds the controls. The panel's minimum height is small (it scrolls), its
+    minimum width is its controls' (it never scrolls sideways). Every panel installs
+    :func:`~napari_patchdx._napari.viewer.guard_layer_removal` for ``viewer``.
+    """
+
+    def __init__(self, viewer: napari.Viewer, widgets: Sequence[Widget]) -> None:
+        super().__init__(widgets=[])
+        for widget in widgets:
+            if isinstance(widget, Select):  # a list shows a few rows and scrolls, not the panel's height
+                widget.native.setMaximumHeight(120)
+        self.body = Container(widgets=list(widgets), scrollable=True)
+        body_layout = self.body.native.layout()
+        body_layout.addStretch(1)
+        scroll = self.body.root_native_widget
+        scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        scroll.setMinimumHeight(120)
+        layout = self.native.layout()
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(scroll)
+        guard_layer_removal(viewer, self.native)
+
+    def add_native(self, widget: QWidget) -> None:
+        """Add a Qt widget (a plot) after the panel's controls."""
+        layout = self.body.native.layout()
+        layout.insertWidget(layout.count() - 1, widget)
+
+
+def format_cell(value: Any, digits: int = 4) -> str:
+    """A table cell's text: integers and digit strings as they are (an id ``"001"`` stays ``001``), other numbers
+    with ``digits`` decimals (``0.0363``, never ``3.630e-02``), NaN as an empty cell, anything else as text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | numbers.Integral):
+        return str(value)
+    if isinstance(value, numbers.Real):
+        number = float(value)
+    else:
+        text = str(value).strip()
+        if text.lstrip("+-").isdigit():
+            return text
+        try:
+            number = float(text)
+        except ValueError:
+            return text
+    return f"{number:.{digits}f}" if math.isfinite(number) else ""
+
+
+class Decimals(QStyledItemDelegate):
+    """Shows a table's cells with :func:`format_cell` (replaces magicgui's mix of fixed and scientific notation)."""
+
+    def __init__(self, digits: int = 4, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.digits = int(digits)
+
+    def displayText(self, value: Any, locale: Any) -> str:  # Qt's name
+        return format_cell(value, self.digits)
+
+
+def show_table_rows(table: Table, max_rows: int = 8, digits: int = 4) -> None:
+    """Give ``table`` the height of its header and its first ``max_rows`` rows (at least one), and show its numbers
+    with ``digits`` decimals; call again after its value changes."""
+    view = table.native
+    if not isinstance(view.itemDelegate(), Decimals):
+        view.setItemDelegate(Decimals(digits, view))
+    view.resizeRowsToContents()
+    rows = min(view.rowCount(), max_rows)
+    row_height = view.verticalHeader().defaultSectionSize()
+    height = sum(view.rowHeight(i) for i in range(rows)) if rows else row_height
+    height += view.horizontalHeader().sizeHint().height() + 2 * view.frameWidth()
+    height += view.horizontalScrollBar().sizeHint().height()
+    view.setMinimumHeight(height)
+
+
 class JobRunner(Container):
     """Run / Stop buttons, a progress bar and a status line around a core job (a generator of Progress)."""
 
@@ -54,12 +161,22 @@ class JobRunner(Container):
         self.run_button = PushButton(text=run_label)
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.progress = ProgressBar(value=0, min=0, max=1000, label="progress")
-        self.status = Label(value="")
+        self.status = StatusLine()
         super().__init__(widgets=[self.run_button, self.stop_button, self.progress, self.status])
         self.worker: Any = None
         self.stop_requested = False
         self._graceful = False
+        self._stopped_because = ""
+        self._inputs: list[Any] = []
+        self._viewer: Any = None
         self.stop_button.changed.connect(self.stop)
+
+    def fail(self, error: BaseException | str) -> None:
+        """Report an error: ``"error: <message>"`` in the status line and a napari notification with the message."""
+        message = str(error).strip() or type(error).__name__
+        self.status.value = f"error: {message}"
+        self.progress.value = 0
+        show_error(f"napari-patchdx: {message}")
 
     def start(
         self,
@@ -76,6 +193,8 @@ class JobRunner(Container):
         a resumable checkpoint); otherwise Stop quits the worker at the job's next progress report.
         """
         self.stop_requested = False
+        self._stopped_because = ""
+        self._inputs = []
         self._graceful = graceful_stop
         self.run_button.enabled = False
         self.stop_button.enabled = True
@@ -86,9 +205,7 @@ class JobRunner(Container):
             return (yield from job_factory())
 
         def errored(exc: Exception) -> None:
-            self.status.value = f"error: {exc}"
-            self.progress.value = 0
-            show_error(f"napari-patchdx: {exc}")
+            self.fail(exc)
             if on_error is not None:
                 on_error(exc)
 
@@ -98,7 +215,8 @@ class JobRunner(Container):
 
         def yielded(report: Progress) -> None:
             self.progress.value = int(1000 * report.fraction)
-            self.status.value = report.message
+            if not self.stop_requested:
+                self.status.value = report.message
             if on_partial is not None:
                 on_partial(report)
 
@@ -106,9 +224,10 @@ class JobRunner(Container):
             self.run_button.enabled = True
             self.stop_button.enabled = False
             self.worker = None
+            self._inputs = []
 
         def aborted() -> None:
-            self.status.value = "stopped"
+            self.status.value = f"stopped: {self._stopped_because}" if self._stopped_because else "stopped"
 
         worker.yielded.connect(yielded)
         worker.returned.connect(on_done)
@@ -125,8 +244,28 @@ class JobRunner(Container):
             if not self._graceful:
                 self.worker.quit()
 
+    def stop_when_removed(self, viewer: napari.Viewer, layers: Sequence[Any]) -> None:
+        """Stop the running job once none of ``layers`` (the layers it works on) is left in ``viewer``.
 
-class SamplePatchesWidget(Container):
+        A job whose input layers the user deleted then adds and updates no more layers; what it wrote stays on disk
+        (resumable where the job is). Call after :meth:`start`; a new :meth:`start` forgets the layers.
+        """
+        self._inputs = list(layers)
+        if self._viewer is None:
+            self._viewer = viewer
+            viewer.layers.events.removed.connect(self._input_removed)
+
+    def _input_removed(self, event: Any = None) -> None:
+        if self.worker is None or not self._inputs or self.stop_requested:
+            return
+        if any(layer in self._viewer.layers for layer in self._inputs):
+            return
+        self._inputs = []
+        self._stopped_because = "its input layers were removed"
+        self.stop()
+
+
+class SamplePatchesWidget(Panel):
     """Sample patches from slide layers (or a folder of slides) with their ground truth, show them as boxes."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -143,12 +282,13 @@ class SamplePatchesWidget(Container):
         self.min_tissue = FloatSpinBox(label="min tissue (grid)", min=0.0, max=1.0, step=0.05, value=0.25)
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.runner = JobRunner("Sample")
-        self.counts = Label(value="")
+        self.counts = StatusLine()
         self.export_path = FileEdit(label="export table", mode="w", filter="*.csv *.parquet", value="")
         self.export_images = CheckBox(label="also patch PNGs (first 200)", value=False)
         self.export_button = PushButton(text="Export")
         super().__init__(
-            widgets=[
+            viewer,
+            [
                 self.slides,
                 self.truth,
                 self.folder,
@@ -165,7 +305,7 @@ class SamplePatchesWidget(Container):
                 self.export_path,
                 self.export_images,
                 self.export_button,
-            ]
+            ],
         )
         self.table: Any = None
         self.runner.run_button.changed.connect(self.run)
@@ -183,11 +323,15 @@ class SamplePatchesWidget(Container):
         self.slides.reset_choices()
         self.truth.reset_choices()
 
+    def _folder_of_slides(self) -> Path | None:
+        folder = Path(str(self.folder.value)) if str(self.folder.value) not in ("", ".") else None
+        return folder if folder is not None and folder.is_dir() else None
+
     def _inputs(self) -> list[tuple[Path, Path | AnnotationSet | None]]:
         """(slide path, annotations) pairs from the chosen layers, or from the folder."""
         pairs: list[tuple[Path, Path | AnnotationSet | None]] = []
-        folder = Path(str(self.folder.value)) if str(self.folder.value) not in ("", ".") else None
-        if folder is not None and folder.is_dir():
+        folder = self._folder_of_slides()
+        if folder is not None:
             return list(slides_in_folder(folder))
         truths = [self.viewer.layers[name] for name in self.truth.value]
         for name in self.slides.value:
@@ -209,7 +353,18 @@ class SamplePatchesWidget(Container):
         return folder if folder is not None and (folder / "labels.csv").is_file() else None
 
     def run(self) -> None:
-        """Start sampling in a worker: slides (layers or a folder), or a chest X-ray cohort folder (labels.csv)."""
+        """Start sampling in a worker: slides (layers or a folder), or a chest X-ray cohort folder (labels.csv).
+
+        Input errors go to the status line (and a notification); nothing starts.
+        """
+        if self.runner.worker is not None:
+            return
+        try:
+            self._start()
+        except INPUT_ERRORS as exc:
+            self.runner.fail(exc)
+
+    def _start(self) -> None:
         from ..sampling.job import sample_cxr_job, sample_slides_job
         from ..sampling.patches import PatchGeometry
 
@@ -225,8 +380,7 @@ class SamplePatchesWidget(Container):
             return
         pairs = self._inputs()
         if not pairs:
-            show_info("napari-patchdx: choose slide layers or a folder of slides first")
-            return
+            raise ConfigError("choose slide layers or a folder of slides first")
         geometry = PatchGeometry(int(self.patch_size.value), int(self.center_size.value), float(self.mpp.value) or None)
         method = str(self.method.value)
         kwargs = {
@@ -239,6 +393,9 @@ class SamplePatchesWidget(Container):
         }
         self.table = None
         self.runner.start(lambda: sample_slides_job(pairs, **kwargs), self._on_done, self._on_partial)
+        chosen = [self.viewer.layers[name] for name in self.slides.value if name in self.viewer.layers]
+        if chosen and not self._folder_of_slides():
+            self.runner.stop_when_removed(self.viewer, chosen)
 
     def _on_partial(self, report: Progress) -> None:
         from ..sampling.tissue_mask import TissueMask
@@ -292,18 +449,26 @@ class SamplePatchesWidget(Container):
         from ..sampling.tables import write_patch_table
 
         if self.table is None:
-            show_info("napari-patchdx: sample patches first")
+            self.runner.fail("sample patches first")
+            return
+        if str(self.export_path.value) in ("", "."):
+            self.runner.fail("choose a file to export the table to first")
             return
         path = Path(str(self.export_path.value))
         if path.suffix.lower() not in (".csv", ".parquet"):
             path = path.with_suffix(".csv")
-        write_patch_table(self.table, path)
-        if self.export_images.value:
-            export_patch_images(self.table, path.with_suffix(""), int(self.patch_size.value), limit=200)
+        try:
+            write_patch_table(self.table, path)
+            if self.export_images.value:
+                export_patch_images(self.table, path.with_suffix(""), int(self.patch_size.value), limit=200)
+        except INPUT_ERRORS as exc:
+            self.runner.fail(exc)
+            return
+        self.runner.status.value = f"wrote {path}"
         show_info(f"napari-patchdx: wrote {path}")
 
 
-class TrainWidget(Container):
+class TrainWidget(Panel):
     """Train a model on slides in the viewer, a patch table or a chest X-ray cohort, with live curves and Stop."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -333,10 +498,13 @@ class TrainWidget(Container):
         self.workers = SpinBox(label="loader workers", min=0, max=64, value=2)
         self.out_dir = FileEdit(label="run folder", mode="d", value="")
         self.runner = JobRunner("Train")
-        self.figure = Figure(figsize=(5, 2.4), dpi=90)
+        self.figure = Figure(figsize=(4, 2.4), dpi=90)
         self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.canvas.setMinimumSize(200, 220)
         super().__init__(
-            widgets=[
+            viewer,
+            [
                 self.source,
                 self.slides,
                 self.table,
@@ -351,9 +519,9 @@ class TrainWidget(Container):
                 self.workers,
                 self.out_dir,
                 self.runner,
-            ]
+            ],
         )
-        self.native.layout().addWidget(self.canvas)
+        self.add_native(self.canvas)
         self.history: list[dict[str, Any]] = []
         self.result: Any = None
         self.runner.run_button.changed.connect(self.run)
@@ -378,19 +546,22 @@ class TrainWidget(Container):
         return "slide", TrainData(slides=hold_out_slides(slides))
 
     def run(self) -> None:
-        """Start training in a worker; curves update after every epoch."""
+        """Start training in a worker; curves update after every epoch. Input errors go to the status line."""
+        if self.runner.worker is not None:
+            return
+        try:
+            self._start()
+        except INPUT_ERRORS as exc:
+            self.runner.fail(exc)
+
+    def _start(self) -> None:
         from ..training.config import TrainConfig
         from ..training.job import train_job
 
-        try:
-            track, data = self._data()
-        except ConfigError as exc:
-            show_info(f"napari-patchdx: {exc}")
-            return
-        out = Path(str(self.out_dir.value))
+        track, data = self._data()
         if str(self.out_dir.value) in ("", "."):
-            show_info("napari-patchdx: choose a run folder first")
-            return
+            raise ConfigError("choose a run folder first")
+        out = Path(str(self.out_dir.value))
         config = TrainConfig(
             track=track,
             stage=str(self.stage.value) if track == "cxr" else "patches",
