@@ -140,7 +140,7 @@ def dock(viewer: Any, widget: Any, name: str) -> None:
 
 
 def run_widget(runner: Any, done: Callable[[], bool], what: str, timeout: float = 900.0) -> None:
-    """Press a :class:`~napari_patchdx._napari.widgets.JobRunner`'s Run button and wait for the job to end."""
+    """Press a :class:`~napari_patchdx._napari.panel.JobRunner`'s Run button and wait for the job to end."""
 
     def failed() -> bool:
         return runner.worker is None and str(runner.status.value).startswith("error")

@@ -166,7 +166,7 @@ def test_a_run_stops_when_its_input_layers_are_deleted(make_napari_viewer, qtbot
     """JobRunner.stop_when_removed: deleting the layers a job works on stops the job, and says why."""
     import time
 
-    from napari_patchdx._napari.widgets import JobRunner
+    from napari_patchdx._napari.panel import JobRunner
     from napari_patchdx.progress import Progress
 
     viewer = make_napari_viewer()
@@ -197,7 +197,7 @@ def test_a_run_stops_when_its_input_layers_are_deleted(make_napari_viewer, qtbot
 def test_every_widget_fits_a_1600_by_1000_window(make_napari_viewer, qtbot, slides) -> None:
     """Every dock widget in one 1600 x 1000 window beside the canvas; 500-character errors wrap instead of widening
     the docks; the window keeps its size and the canvas most of the width."""
-    from napari_patchdx._napari.widgets import StatusLine
+    from napari_patchdx._napari.panel import StatusLine
 
     viewer = make_napari_viewer(show=True)
     window = viewer.window
@@ -231,7 +231,7 @@ def test_every_widget_fits_a_1600_by_1000_window(make_napari_viewer, qtbot, slid
 def test_tables_show_their_rows_with_one_number_format(make_napari_viewer) -> None:
     from magicgui.widgets import Table
 
-    from napari_patchdx._napari.widgets import Decimals, format_cell, show_table_rows
+    from napari_patchdx._napari.panel import Decimals, format_cell, show_table_rows
 
     cells = (0.0363, 0.1141, "0.036301", np.float32(0.5), 3, np.int64(7), "001", float("nan"), "tumor_a", True, None)
     assert [format_cell(v) for v in cells] == [

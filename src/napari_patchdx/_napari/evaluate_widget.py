@@ -25,7 +25,7 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Select, SpinBox, Table
+from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Select, Table
 from qtpy.QtWidgets import QSizePolicy
 
 from ..errors import ConfigError, InputFileError
@@ -33,16 +33,17 @@ from ..evaluation.figures import draw_roc
 from ..evaluation.froc import classify_points
 from ..evaluation.froc_result import draw_froc
 from ..evaluation.masks import CAMELYON_MPP
-from ..evaluation.nms import LIU_RADIUS_UM
 from ..evaluation.points import PointsTable, read_camelyon_csv
+from ..evaluation.settings import EvaluateSettings
 from ..evaluation.slide_files import evaluate_slides_job
 from ..evaluation.slides import SlideInput, SlidesEvaluation, evaluate_slide_inputs_job
 from ..evaluation.xrays import evaluate_cxr_job
 from ..io.annotations.read import read_annotations
 from ..io.names import file_name
 from ..layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
+from .controls import setting_control
+from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows, truth_layer_names
 from .viewer import add_layers
-from .widgets import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows, truth_layer_names
 from .writers import shapes_to_annotations
 
 SOURCES = ("heatmap layers", "slide folders", "X-ray folders")
@@ -70,11 +71,15 @@ class EvaluateWidget(Panel):
         self.cohort_dir = FileEdit(label="X-ray cohort", mode="d", value="")
         self.predictions_dir = FileEdit(label="predictions folder", mode="d", value="")
         self.out_dir = FileEdit(label="output folder", mode="d", value="")
-        self.threshold = FloatSpinBox(label="NMS threshold", min=0.0, max=0.99, step=0.05, value=0.5)
-        self.radius = FloatSpinBox(label="NMS radius (um)", min=0.0, max=10_000.0, step=10.0, value=LIU_RADIUS_UM)
-        self.level = SpinBox(label="FROC mask level", min=0, max=12, value=5)
+        self.threshold = setting_control(
+            EvaluateSettings, "nms_threshold", "NMS threshold", min=0.0, max=0.99, step=0.05
+        )
+        self.radius = setting_control(
+            EvaluateSettings, "nms_radius_um", "NMS radius (um)", min=0.0, max=10_000.0, step=10.0
+        )
+        self.level = setting_control(EvaluateSettings, "level", "FROC mask level", min=0, max=12)
         self.mpp = FloatSpinBox(label="FROC um/px (0 = slides')", min=0.0, max=64.0, step=0.001, value=0.0)
-        self.n_boot = SpinBox(label="bootstrap resamples", min=0, max=100_000, value=1000)
+        self.n_boot = setting_control(EvaluateSettings, "n_boot", "bootstrap resamples", min=0, max=100_000)
         self.runner = JobRunner("Evaluate")
         self.summary = StatusLine()
         self.table = Table(value={"data": [], "columns": []})

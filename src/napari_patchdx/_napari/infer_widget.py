@@ -2,7 +2,7 @@
 
 Thin, like the other widgets: it collects parameters, checks them (a clear message in the widget and a napari
 notification, never a traceback), and runs the core jobs of :mod:`napari_patchdx.inference` in a napari worker through
-:class:`~napari_patchdx._napari.widgets.JobRunner` (progress bar, Stop).
+:class:`~napari_patchdx._napari.panel.JobRunner` (progress bar, Stop).
 
 * Slides: :func:`~napari_patchdx.inference.distributed_heatmaps.heatmaps_job` (the job the command line and
   ``run()`` use), one slide after another. Each slide's heatmap layer appears with the slide's first rows (NaN,
@@ -16,7 +16,7 @@ A slide or X-ray that cannot be read fails alone: the others run, then the error
 Stopping keeps what is written: an interrupted slide resumes where it stopped on the next run (with "reuse /
 resume" on), a finished one is loaded instead of recomputed. Deleting layers while a run goes on is safe: a deleted
 heatmap layer is neither updated nor added back, an input whose layer was deleted gets no result layers, and a run
-whose input layers are all deleted stops (:meth:`~napari_patchdx._napari.widgets.JobRunner.stop_when_removed`).
+whose input layers are all deleted stops (:meth:`~napari_patchdx._napari.panel.JobRunner.stop_when_removed`).
 """
 
 from __future__ import annotations
@@ -31,15 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, Select, SpinBox, Table
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, Select, Table
 
 from ..errors import ConfigError, InputFileError
+from ..inference.settings import InferSettings
 from ..io.detect import detect_kind, slides_in_folder
 from ..io.names import file_name
 from ..layerdata import cam_layers, heatmap_layer
 from ..progress import ItemReport, Progress
+from .controls import control_value, setting_control
+from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
 from .viewer import add_layers
-from .widgets import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
 
 if TYPE_CHECKING:
     from ..inference.heatmaps import HeatmapResult, HeatmapRows
@@ -146,10 +148,10 @@ class InferenceWidget(Panel):
         self.xrays = Select(label="chest X-rays", choices=self._xray_names, allow_multiple=True)
         self.folder = FileEdit(label="or folder", mode="d", nullable=True)
         self.checkpoints = FileEdit(label="checkpoint(s)", mode="rm", filter="*.json *.safetensors")
-        self.tta = CheckBox(label="test-time augmentation (8 orientations)", value=True)
+        self.tta = setting_control(InferSettings, "tta", "test-time augmentation (8 orientations)")
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
-        self.stride = SpinBox(label="stride (patch px, 0 = centre region)", min=0, max=4096, value=0)
-        self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=32)
+        self.stride = setting_control(InferSettings, "stride", "stride (patch px, 0 = centre region)", min=0, max=4096)
+        self.batch_size = setting_control(InferSettings, "batch_size", "batch size", min=1, max=4096)
         self.resume = CheckBox(label="reuse finished / resume interrupted", value=True)
         self.out_dir = FileEdit(label="output folder", mode="d", nullable=True)
         self.runner = JobRunner("Run inference")
@@ -312,7 +314,7 @@ class InferenceWidget(Panel):
             kwargs = {
                 "device": device,
                 "tta": bool(self.tta.value),
-                "stride": int(self.stride.value) or None,
+                "stride": control_value(self.stride, InferSettings, "stride"),
                 "batch_size": int(self.batch_size.value),
                 "resume": bool(self.resume.value),
             }

@@ -2,7 +2,7 @@
 
 Thin by design: it reads a YAML configuration (:meth:`napari_patchdx.pipeline.RunConfig.load`), optionally points
 it at another input folder or run directory, and drives :func:`napari_patchdx.pipeline.run_job` through the shared
-:class:`~napari_patchdx._napari.widgets.JobRunner` (progress bar, status line, Stop). Stop is graceful: the
+:class:`~napari_patchdx._napari.panel.JobRunner` (progress bar, status line, Stop). Stop is graceful: the
 current stage stops at its next progress report (training first saves a resumable checkpoint) and the next run
 goes on from there. When the run ends, :meth:`RunResult.layers` (slides, ground truth, heatmaps and lesion
 points; or X-rays, lesion boxes and CAMs) are added to the viewer, replacing layers of the same name.
@@ -16,8 +16,8 @@ from typing import Any
 import napari
 from magicgui.widgets import CheckBox, FileEdit
 
+from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine
 from .viewer import add_layers
-from .widgets import INPUT_ERRORS, JobRunner, Panel, StatusLine
 
 
 def _path(widget: FileEdit) -> Path | None:

@@ -7,9 +7,6 @@ a job stopped when its layers are deleted).
 
 from __future__ import annotations
 
-import math
-import numbers
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,252 +14,27 @@ import napari
 from magicgui.widgets import (
     CheckBox,
     ComboBox,
-    Container,
     FileEdit,
     FloatSpinBox,
-    Label,
-    ProgressBar,
     PushButton,
     Select,
     SpinBox,
-    Table,
-    Widget,
 )
-from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QSizePolicy, QStyledItemDelegate, QWidget
+from napari.utils.notifications import show_info
+from qtpy.QtWidgets import QSizePolicy
 
-from ..errors import ConfigError, PatchdxError
+from ..errors import ConfigError
 from ..io.annotations.model import AnnotationSet
 from ..io.detect import annotations_beside, slides_in_folder
 from ..io.names import file_name
 from ..layerdata import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
+from ..sampling.settings import SAMPLE_METHODS, SampleSettings
 from ..sampling.splits import hold_out_slides
-from .viewer import add_layers, guard_layer_removal
+from .controls import setting_control
+from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, truth_layer_names
+from .viewer import add_layers
 from .writers import shapes_to_annotations
-
-#: errors a widget reports in its status line (a message for the user) instead of raising
-INPUT_ERRORS = (PatchdxError, OSError, ValueError)
-
-
-def layers_of_kind(viewer: napari.Viewer, kind: str) -> list[Any]:
-    """The viewer's layers that this plugin made or read as ``kind`` (``layer.metadata["patchdx"]["kind"]``)."""
-    return [layer for layer in viewer.layers if layer.metadata.get("patchdx", {}).get("kind") == kind]
-
-
-def truth_layer_names(viewer: napari.Viewer) -> list[str]:
-    """Shapes layers that can hold ground-truth annotations (not the patch or lesion boxes the widgets draw)."""
-    return [
-        layer.name
-        for layer in viewer.layers
-        if isinstance(layer, napari.layers.Shapes)
-        and layer.metadata.get("patchdx", {}).get("kind") not in ("patches", "boxes")
-    ]
-
-
-class StatusLine(Label):
-    """A read-only, selectable text line that wraps (at spaces and after ``/``) and never widens its dock: its
-    horizontal size policy is ``Ignored``, so the dock's width decides the line's."""
-
-    def __init__(self, value: str = "", **kwargs: Any) -> None:
-        super().__init__(value=value, **kwargs)
-        native = self.native
-        native.setWordWrap(True)
-        native.setTextFormat(Qt.TextFormat.PlainText)
-        native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
-        native.setMinimumWidth(0)
-
-
-class Panel(Container):
-    """The body of a dock widget: ``widgets`` in a vertically scrolling area, followed by a stretch.
-
-    napari docks a magicgui widget's ``native`` (the widget that holds the layout), so the scroll area is built
-    inside it: the panel's ``native`` holds only the scroll area, whose content (:attr:`body`, a
-    :class:`~magicgui.widgets.Container`) holds the controls. The panel's minimum height is small (it scrolls), its
-    minimum width is its controls' (it never scrolls sideways). Every panel installs
-    :func:`~napari_patchdx._napari.viewer.guard_layer_removal` for ``viewer``.
-    """
-
-    def __init__(self, viewer: napari.Viewer, widgets: Sequence[Widget]) -> None:
-        super().__init__(widgets=[])
-        for widget in widgets:
-            if isinstance(widget, Select):  # a list shows a few rows and scrolls, not the panel's height
-                widget.native.setMaximumHeight(120)
-        self.body = Container(widgets=list(widgets), scrollable=True)
-        body_layout = self.body.native.layout()
-        body_layout.addStretch(1)
-        scroll = self.body.root_native_widget
-        scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        scroll.setMinimumHeight(120)
-        layout = self.native.layout()
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(scroll)
-        guard_layer_removal(viewer, self.native)
-
-    def add_native(self, widget: QWidget) -> None:
-        """Add a Qt widget (a plot) after the panel's controls."""
-        layout = self.body.native.layout()
-        layout.insertWidget(layout.count() - 1, widget)
-
-
-def format_cell(value: Any, digits: int = 4) -> str:
-    """A table cell's text: integers and digit strings as they are (an id ``"001"`` stays ``001``), other numbers
-    with ``digits`` decimals (``0.0363``, never ``3.630e-02``), NaN as an empty cell, anything else as text."""
-    if value is None:
-        return ""
-    if isinstance(value, bool | numbers.Integral):
-        return str(value)
-    if isinstance(value, numbers.Real):
-        number = float(value)
-    else:
-        text = str(value).strip()
-        if text.lstrip("+-").isdigit():
-            return text
-        try:
-            number = float(text)
-        except ValueError:
-            return text
-    return f"{number:.{digits}f}" if math.isfinite(number) else ""
-
-
-class Decimals(QStyledItemDelegate):
-    """Shows a table's cells with :func:`format_cell` (replaces magicgui's mix of fixed and scientific notation)."""
-
-    def __init__(self, digits: int = 4, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.digits = int(digits)
-
-    def displayText(self, value: Any, locale: Any) -> str:  # Qt's name
-        return format_cell(value, self.digits)
-
-
-def show_table_rows(table: Table, max_rows: int = 8, digits: int = 4) -> None:
-    """Give ``table`` the height of its header and its first ``max_rows`` rows (at least one), and show its numbers
-    with ``digits`` decimals; call again after its value changes."""
-    view = table.native
-    if not isinstance(view.itemDelegate(), Decimals):
-        view.setItemDelegate(Decimals(digits, view))
-    view.resizeRowsToContents()
-    rows = min(view.rowCount(), max_rows)
-    row_height = view.verticalHeader().defaultSectionSize()
-    height = sum(view.rowHeight(i) for i in range(rows)) if rows else row_height
-    height += view.horizontalHeader().sizeHint().height() + 2 * view.frameWidth()
-    height += view.horizontalScrollBar().sizeHint().height()
-    view.setMinimumHeight(height)
-
-
-class JobRunner(Container):
-    """Run / Stop buttons, a progress bar and a status line around a core job (a generator of Progress)."""
-
-    def __init__(self, run_label: str) -> None:
-        self.run_button = PushButton(text=run_label)
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.progress = ProgressBar(value=0, min=0, max=1000, label="progress")
-        self.status = StatusLine()
-        super().__init__(widgets=[self.run_button, self.stop_button, self.progress, self.status])
-        self.worker: Any = None
-        self.stop_requested = False
-        self._graceful = False
-        self._stopped_because = ""
-        self._inputs: list[Any] = []
-        self._viewer: Any = None
-        self.stop_button.changed.connect(self.stop)
-
-    def fail(self, error: BaseException | str) -> None:
-        """Report an error: ``"error: <message>"`` in the status line and a napari notification with the message."""
-        message = str(error).strip() or type(error).__name__
-        self.status.value = f"error: {message}"
-        self.progress.value = 0
-        show_error(f"napari-patchdx: {message}")
-
-    def start(
-        self,
-        job_factory: Any,
-        on_done: Any,
-        on_partial: Any = None,
-        graceful_stop: bool = False,
-        on_error: Any = None,
-    ) -> None:
-        """Start ``job_factory()`` in a thread worker; ``on_done(result)``, ``on_partial(report)`` and
-        ``on_error(exception)`` (after the status line and a notification show it) run on the UI.
-
-        With ``graceful_stop`` the job polls :attr:`stop_requested` itself (and returns normally, e.g. after saving
-        a resumable checkpoint); otherwise Stop quits the worker at the job's next progress report.
-        """
-        self.stop_requested = False
-        self._stopped_because = ""
-        self._inputs = []
-        self._graceful = graceful_stop
-        self.run_button.enabled = False
-        self.stop_button.enabled = True
-        self.progress.value = 0
-        self.status.value = "starting..."
-
-        def job() -> Any:  # a generator function, so napari makes a GeneratorWorker (progress, quit)
-            return (yield from job_factory())
-
-        def errored(exc: Exception) -> None:
-            self.fail(exc)
-            if on_error is not None:
-                on_error(exc)
-
-        # connected at creation: a worker created without an `errored` handler also re-raises the job's error in a
-        # Qt slot, which aborts a PyQt process that has no napari exception hook (scripts, embedding)
-        worker = create_worker(job, _connect={"errored": errored}, _start_thread=False)
-
-        def yielded(report: Progress) -> None:
-            self.progress.value = int(1000 * report.fraction)
-            if not self.stop_requested:
-                self.status.value = report.message
-            if on_partial is not None:
-                on_partial(report)
-
-        def finished() -> None:
-            self.run_button.enabled = True
-            self.stop_button.enabled = False
-            self.worker = None
-            self._inputs = []
-
-        def aborted() -> None:
-            self.status.value = f"stopped: {self._stopped_because}" if self._stopped_because else "stopped"
-
-        worker.yielded.connect(yielded)
-        worker.returned.connect(on_done)
-        worker.aborted.connect(aborted)
-        worker.finished.connect(finished)
-        self.worker = worker
-        worker.start()
-
-    def stop(self) -> None:
-        """Ask the running job to stop at its next progress report."""
-        if self.worker is not None:
-            self.status.value = "stopping..."
-            self.stop_requested = True
-            if not self._graceful:
-                self.worker.quit()
-
-    def stop_when_removed(self, viewer: napari.Viewer, layers: Sequence[Any]) -> None:
-        """Stop the running job once none of ``layers`` (the layers it works on) is left in ``viewer``.
-
-        A job whose input layers the user deleted then adds and updates no more layers; what it wrote stays on disk
-        (resumable where the job is). Call after :meth:`start`; a new :meth:`start` forgets the layers.
-        """
-        self._inputs = list(layers)
-        if self._viewer is None:
-            self._viewer = viewer
-            viewer.layers.events.removed.connect(self._input_removed)
-
-    def _input_removed(self, event: Any = None) -> None:
-        if self.worker is None or not self._inputs or self.stop_requested:
-            return
-        if any(layer in self._viewer.layers for layer in self._inputs):
-            return
-        self._inputs = []
-        self._stopped_because = "its input layers were removed"
-        self.stop()
 
 
 class SamplePatchesWidget(Panel):
@@ -273,13 +45,15 @@ class SamplePatchesWidget(Panel):
         self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
         self.truth = Select(label="ground truth", choices=self._truth_names, allow_multiple=True)
         self.folder = FileEdit(label="or folder", mode="d", value="")
-        self.method = ComboBox(label="sampler", choices=["balanced", "grid"], value="balanced")
-        self.n = SpinBox(label="patches", min=1, max=1_000_000, value=500)
+        self.method = setting_control(SampleSettings, "method", "sampler", choices=SAMPLE_METHODS)
+        self.n = setting_control(SampleSettings, "n", "patches", min=1, max=1_000_000)
         self.patch_size = SpinBox(label="patch size (px)", min=16, max=2048, value=299)
         self.center_size = SpinBox(label="centre region (px)", min=1, max=2048, value=128)
         self.mpp = FloatSpinBox(label="um/px (0 = native)", min=0.0, max=64.0, step=0.05, value=0.0)
         self.jitter = FloatSpinBox(label="jitter (px)", min=0.0, max=128.0, value=8.0)
-        self.min_tissue = FloatSpinBox(label="min tissue (grid)", min=0.0, max=1.0, step=0.05, value=0.25)
+        self.min_tissue = setting_control(
+            SampleSettings, "min_tissue", "min tissue (grid)", min=0.0, max=1.0, step=0.05
+        )
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
         self.runner = JobRunner("Sample")
         self.counts = StatusLine()
