@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from .options import mpp_from_args
+from .options import UsageError, mpp_from_args
 
 
 def synth_command(args: argparse.Namespace) -> int:
@@ -19,6 +19,8 @@ def synth_command(args: argparse.Namespace) -> int:
         from ..synth.wsi.cohort import make_wsi_cohort
         from ..synth.wsi.slide import make_slide
 
+        if args.large and args.profile != "default":
+            raise UsageError("--profile hard writes a cohort; it cannot be combined with --large")
         if args.large:
             size = args.size or 100_000
             slide = make_slide(
@@ -36,9 +38,12 @@ def synth_command(args: argparse.Namespace) -> int:
                 height=size,
                 width=size,
                 mpp=args.mpp,
+                profile=args.profile,
             )
             print(f"wrote {len(cohort.slides)} slides and {cohort.csv} to {out}")
     else:
+        if args.profile != "default":
+            raise UsageError("--profile is for synth wsi")
         from ..synth.cxr.cohort import make_cxr_cohort
 
         n = args.n if args.n is not None else 40

@@ -63,7 +63,9 @@ class DemoSizes:
 _COMMON = {"arch": "small", "optimizer": "adam", "num_workers": 0}
 
 DEMO = DemoSizes(
-    wsi={"n_tumor": 5, "n_normal": 5, "height": 2560, "width": 2560, "mpp": 0.5},
+    # the hard profile (mimics, micro-metastases, artefacts, two staining centres): the default one is solved
+    # perfectly by the small network, so no method could be told from another on it
+    wsi={"n_tumor": 5, "n_normal": 5, "height": 2560, "width": 2560, "mpp": 0.5, "profile": "hard"},
     slide_splits=(0.4, 0.2, 0.4),
     slide_patches=1536,
     slide_train={
@@ -134,7 +136,7 @@ def demo_configs(out: Path, seed: int = 0, sizes: DemoSizes = DEMO) -> dict[str,
                 "track": "slides",
                 "input": str(data / "wsi"),
                 "run_dir": str(runs / "slides"),
-                "splits": list(sizes.slide_splits),
+                "splits": _slide_splits(data / "wsi", sizes.slide_splits, seed),
                 "sample": {"n": sizes.slide_patches},
                 "train": dict(sizes.slide_train),
                 **common,
@@ -154,6 +156,23 @@ def demo_configs(out: Path, seed: int = 0, sizes: DemoSizes = DEMO) -> dict[str,
             }
         )
     return configs
+
+
+def _slide_splits(folder: Path, fractions: tuple[float, float, float], seed: int) -> Any:
+    """The slide splits: stratified by label and staining centre when the cohort has centres (the hard profile:
+    a training set from one centre only fails on the other), else the fractions (stratified by label)."""
+    import pandas as pd
+
+    from ..sampling.splits import assign_splits
+
+    table = folder / "slides.csv"
+    if not table.is_file():
+        return list(fractions)
+    rows = pd.read_csv(table, dtype=str, keep_default_na=False)
+    if "centre" not in rows.columns:
+        return list(fractions)
+    strata = {r.slide: (r.label, r.centre) for r in rows.itertuples(index=False)}
+    return assign_splits(list(strata), fractions, seed=seed, strata=strata)
 
 
 def run_demo(out: Path, view: bool = False, seed: int = 0, sizes: DemoSizes = DEMO) -> dict[str, Any]:

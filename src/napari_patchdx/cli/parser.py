@@ -158,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mpp", type=float, default=0.5, help="wsi: level-0 microns per pixel (default: 0.5)")
     p.add_argument("--large", action="store_true", help="wsi: one mostly-background slide (default 100,000 px)")
     p.add_argument("--no-dicom", action="store_true", help="cxr: write PNG only")
+    p.add_argument(
+        "--profile",
+        choices=["default", "hard"],
+        default="default",
+        help="wsi: default, or hard: tumour mimics, micro-metastases and ITCs, low-contrast tumour, artefacts and "
+        "two staining centres (A / B, in slides.csv)",
+    )
     p.set_defaults(func=synth_command)
 
     p = sub.add_parser("info", help="print what napari-patchdx reads from slides, X-rays or annotation files")

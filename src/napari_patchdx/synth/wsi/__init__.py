@@ -21,11 +21,21 @@ and nuclear morphology; their mean colours are close. Nuclei are placed on jitte
 keyed by a counter-based hash of (slide seed, lattice index), so any window regenerates exactly the nuclei
 that overlap it, at every level.
 
+Two profiles (:data:`PROFILES`). ``"default"`` is the cohort above: conspicuous tumours a small network finds at
+coarse magnification. ``"hard"`` (``profile="hard"``) adds what makes CAMELYON16 hard: tumour mimics in the
+normal tissue (:class:`Mimic`: lymphoid follicles with germinal centres, histiocyte clusters, dense lymphocyte
+sheets), several micro-metastases (0.2-2 mm) and ITCs beside the macro-metastasis, low-contrast infiltrating
+tumour (:attr:`Lesion.contrast`), artefacts (:class:`Artefacts`: folds, out-of-focus bands, air bubbles, ink
+over tissue) and two staining / scanning centres with different colours (:data:`CENTRES`). Mimics and
+artefacts are not tumour: the ground truth still holds exactly the tumour drawn.
+
 Modules, each importing only those above it: :mod:`.noise` (hashing, value noise), :mod:`.textures` (stroma
 textures), :mod:`.polygons` (polygon tools), :mod:`.data_model` (spec, slide, cohort records),
-:mod:`.layout` (tissue, tumour and pen layout: :func:`make_slide_spec`), :mod:`.ground_truth` (annotations
-and lesions), :mod:`.frame` (the pixel grid drawn), :mod:`.nuclei` (nucleus templates and lattices),
-:mod:`.histology` (normal and tumour tissue), :mod:`.render` (:func:`render_region`, :func:`label_region`),
+:mod:`.placement` (placing shapes in tissue), :mod:`.layout_hard` (the hard profile's tumours, mimics,
+artefacts and centre stains), :mod:`.layout` (tissue, tumour and pen layout: :func:`make_slide_spec`),
+:mod:`.ground_truth` (annotations and lesions), :mod:`.frame` (the pixel grid drawn), :mod:`.nuclei` (nucleus
+templates and lattices), :mod:`.histology` (normal and tumour tissue, mimics, infiltrating tumour),
+:mod:`.artefacts` (drawing the artefacts), :mod:`.render` (:func:`render_region`, :func:`label_region`),
 :mod:`.tiff_writer` (the pyramidal TIFF), :mod:`.slide` (:func:`make_slide`) and :mod:`.cohort`
 (:func:`make_wsi_cohort`).
 """
@@ -34,9 +44,16 @@ from __future__ import annotations
 
 from .cohort import make_wsi_cohort
 from .data_model import (
+    CENTRES,
     ITC_MAX_EXTENT_UM,
     MERGE_DISTANCE_UM,
+    PROFILES,
+    Artefacts,
+    BlurBand,
+    Bubble,
+    Fold,
     Lesion,
+    Mimic,
     PenStroke,
     SlideSpec,
     StainParams,
@@ -49,13 +66,20 @@ from .slide import make_slide
 from .tiff_writer import level_shapes
 
 __all__ = [
+    "CENTRES",
     "ITC_MAX_EXTENT_UM",
     "LABEL_BACKGROUND",
     "LABEL_NORMAL",
     "LABEL_PEN",
     "LABEL_TUMOR",
     "MERGE_DISTANCE_UM",
+    "PROFILES",
+    "Artefacts",
+    "BlurBand",
+    "Bubble",
+    "Fold",
     "Lesion",
+    "Mimic",
     "PenStroke",
     "SlideSpec",
     "StainParams",

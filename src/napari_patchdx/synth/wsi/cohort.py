@@ -1,4 +1,9 @@
-"""A synthetic slide cohort: tumour and normal slides with per-slide seeds, listed in ``slides.csv``."""
+"""A synthetic slide cohort: tumour and normal slides with per-slide seeds, listed in ``slides.csv``.
+
+The ``"hard"`` profile alternates the two centres within each label (``tumor_000`` A, ``tumor_001`` B, ...,
+likewise for the normal slides), so each centre holds tumour and normal slides, and records the profile and
+centre of each slide in two more columns.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,12 @@ from pathlib import Path
 
 from ..._fsutil import atomic_write_text
 from ...io.annotations.model import TUMOR
-from .data_model import WsiCohort
+from .data_model import CENTRES, WsiCohort
 from .noise import derive_key
 from .slide import make_slide
 
 _CSV_COLUMNS = ("slide", "label", "file", "annotation", "height", "width", "mpp", "n_lesions", "n_itc")
+_PROFILE_COLUMNS = ("profile", "centre")  # after _CSV_COLUMNS, written for a non-default profile only
 
 
 def _slide_seed(seed: int, label: str, index: int) -> int:
@@ -32,13 +38,15 @@ def make_wsi_cohort(
     tissue_fraction: float = 0.4,
     pen_marks: bool = False,
     overwrite: bool = False,
+    profile: str = "default",
 ) -> WsiCohort:
     """Write a cohort: ``tumor_000.tif``... (with ``.xml``), ``normal_000.tif``..., and ``slides.csv``.
 
     Each slide gets its own seed derived from ``seed``, its label and its index, so the same arguments give
     byte-identical files. ``slides.csv`` (written last, atomically) has one row per slide: slide (file stem),
     label (``tumor`` / ``normal``), file and annotation (relative to ``out_dir``; annotation empty for normal
-    slides), height, width (level-0 px), mpp, n_lesions (tumour polygons) and n_itc (those under 200 um).
+    slides), height, width (level-0 px), mpp, n_lesions (tumour polygons), n_itc (those under 200 um), and
+    for a non-default profile also profile and centre (``A`` / ``B``).
 
     Args:
         out_dir: directory to write into (created if missing).
@@ -51,6 +59,9 @@ def make_wsi_cohort(
         overwrite: replace existing files. Without it, slides already written by the same arguments are
             reused (an interrupted cohort resumes where it stopped) and any other file in the way raises
             FileExistsError.
+        profile: ``"default"``, or ``"hard"``: tumour mimics, micro-metastases and ITCs, low-contrast tumour,
+            artefacts, and two staining / scanning centres (see :func:`~.slide.make_slide`); slide ``i`` of each
+            label comes from centre A when ``i`` is even, B when odd.
     """
     if n_tumor < 0 or n_normal < 0 or n_tumor + n_normal == 0:
         raise ValueError(f"need a non-negative number of slides and at least one, got {n_tumor} + {n_normal}")
@@ -71,11 +82,14 @@ def make_wsi_cohort(
                 tissue_fraction=tissue_fraction,
                 pen_marks=pen_marks,
                 overwrite=overwrite,
+                profile=profile,
+                centre=None if profile == "default" else CENTRES[i % len(CENTRES)],
             )
         )
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(_CSV_COLUMNS)
+    extra = profile != "default"
+    writer.writerow(_CSV_COLUMNS + _PROFILE_COLUMNS if extra else _CSV_COLUMNS)
     for s in slides:
         writer.writerow(
             [
@@ -89,6 +103,7 @@ def make_wsi_cohort(
                 len(s.lesions),
                 s.n_itc,
             ]
+            + ([s.spec.profile, s.spec.centre] if extra else [])
         )
     text = buf.getvalue()
     if csv_path.exists() and not overwrite:

@@ -54,6 +54,17 @@ def mask_box(frame: Frame, mask: np.ndarray) -> Box | None:
     )
 
 
+def box_meets_frame(frame: Frame, lo: np.ndarray, hi: np.ndarray) -> bool:
+    """Whether the level-0 box from ``lo`` to ``hi`` ((y, x) corners) meets the frame's pixels."""
+    half = 0.5 * frame.ds
+    return bool(
+        lo[0] <= frame.ys[-1] + half
+        and hi[0] >= frame.ys[0] - half
+        and lo[1] <= frame.xs[-1] + half
+        and hi[1] >= frame.xs[0] - half
+    )
+
+
 def polygon_mask(poly: np.ndarray, frame: Frame) -> np.ndarray:
     """Which of the frame's pixel centres lie inside ``poly``: exactly ``AnnotationSet.rasterize`` of it."""
     return fill_polygon(poly, frame.shape, frame.ds, frame.origin)

@@ -10,8 +10,9 @@ from .data_model import ITC_MAX_EXTENT_UM, MERGE_DISTANCE_UM, Lesion, SlideSpec
 from .polygons import polygon_extent, polygon_gap
 
 
-def slide_lesions(spec: SlideSpec, kinds: Sequence[str]) -> list[Lesion]:
-    """One :class:`Lesion` per tumour polygon of ``spec`` (``kinds`` gives each one's kind), in order.
+def slide_lesions(spec: SlideSpec, kinds: Sequence[str], contrast: Sequence[float] = ()) -> list[Lesion]:
+    """One :class:`Lesion` per tumour polygon of ``spec`` (``kinds`` gives each one's kind, ``contrast`` its
+    contrast, all 1 when empty), in order.
 
     Tumours whose edges are closer than :data:`MERGE_DISTANCE_UM` share a merge group.
     """
@@ -46,6 +47,7 @@ def slide_lesions(spec: SlideSpec, kinds: Sequence[str]) -> list[Lesion]:
                 is_itc=extent < ITC_MAX_EXTENT_UM,
                 merge_group=group,
                 has_exclusion=any(points_in_polygon(e, poly).all() for e in spec.exclusions),
+                contrast=float(contrast[i]) if contrast else 1.0,
             )
         )
     return out

@@ -2,13 +2,19 @@
 
 Each compartment gives hematoxylin / eosin concentrations (and, at coarse levels, splatted light loss) over a
 frame: stroma textures, density and nest fields, lymphocytes, spindle cells and tumour cells with borders.
+The ``"hard"`` profile adds tumour mimics drawn over the parenchyma (:func:`mimic_tissue`: follicles with
+germinal centres, histiocyte clusters, dense lymphocyte sheets) and low-contrast, infiltrating carcinoma
+(:func:`infiltrating_tumour`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from statistics import NormalDist
+
 import numpy as np
 
-from .data_model import SlideSpec
+from .data_model import Mimic, SlideSpec
 from .frame import Box, Frame, mask_box
 from .noise import fbm_grid, fbm_points, hash2, uniform
 from .nuclei import NucleusCanvas, bank, lattice_chunks
@@ -18,6 +24,8 @@ from .textures import fibre_texture, grain_texture, sample_periodic
 _LYMPH_SPACING_UM = 7.3
 _TUMOR_SPACING_UM = 16.5
 _SPINDLE_SPACING_UM = 20.0
+_HISTIO_SPACING_UM = 18.0
+_BLAST_SPACING_UM = 13.0
 
 
 class TissueLayers:
@@ -139,14 +147,17 @@ def normal_tissue(spec: SlideSpec, frame: Frame, box: Box, capsule: np.ndarray, 
     return out
 
 
-def _voronoi(spec: SlideSpec, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
-    """Cell borders (0..1, 1 on a border) and a per-cell tint (-1..1) of the tumour cell lattice at pixels.
+def _voronoi(
+    spec: SlideSpec, frame: Frame, spacing_um: float = _TUMOR_SPACING_UM, lattice: str = "tumor"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cell borders (0..1, 1 on a border) and a per-cell tint (-1..1) of a cell lattice at pixels.
 
-    The cells are the Voronoi regions of the jittered tumour lattice; with jitter <= 0.3 of the spacing the
-    nearest and second-nearest centres of a point are among the 3 x 3 lattice sites around it.
+    The cells are the Voronoi regions of the jittered lattice (the tumour's by default, jitter 0.3); with jitter
+    <= 0.3 of the spacing the nearest and second-nearest centres of a point are among the 3 x 3 lattice sites
+    around it.
     """
-    spacing = _TUMOR_SPACING_UM / spec.mpp
-    key = spec._keys["tumor"]
+    spacing = spacing_um / spec.mpp
+    key = spec._keys[lattice]
     gy = np.floor(frame.ys / spacing).astype(np.int64)
     gx = np.floor(frame.xs / spacing).astype(np.int64)
     ly, lx = int(gy.min()) - 1, int(gx.min()) - 1
@@ -210,4 +221,190 @@ def tumour_tissue(spec: SlideSpec, frame: Frame, box: Box, od_h: np.ndarray) -> 
     spindle = _spindle_nuclei(spec, frame, box, od_h, "capsule")
     m = nest if cells.ndim == 2 else nest[..., None]
     out.add_nuclei(np.where(m, cells, lymph + spindle))
+    return out
+
+
+# ------------------------------------------------------------------------------------- "hard" profile
+
+
+def _nuclei(
+    spec: SlideSpec,
+    frame: Frame,
+    box: Box,
+    od: np.ndarray,
+    kind: str,
+    spacing_um: float,
+    jitter: float,
+    keep: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
+    intensity: float,
+    shift: float = 0.0,
+    cover: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Nuclei of ``kind`` on its own lattice (key ``kind``) where ``keep(cy, cx, hash)``, and their cover.
+
+    ``shift`` moves each nucleus up to that fraction of the spacing off its site; intensities vary +-15 %.
+    """
+    canvas = NucleusCanvas(kind, frame, od, cover=cover)
+    n = bank(kind, round(spec.mpp, 6)).templates.shape[0]
+    spacing = spacing_um / spec.mpp
+    reach = (shift * spacing_um + {"lymph": 5.0, "tumor": 12.0, "histio": 9.0, "blast": 8.0}[kind]) / spec.mpp
+    for cy, cx, hsh in lattice_chunks(spec._keys[kind], spacing, jitter, frame, box, reach):
+        k = keep(cy, cx, hsh)
+        ny = cy + shift * spacing * (2.0 * uniform(hsh, 5) - 1.0)
+        nx = cx + shift * spacing * (2.0 * uniform(hsh, 6) - 1.0)
+        variant = (uniform(hsh, 4) * n).astype(np.int64)[k]
+        strength = (intensity * (0.85 + 0.3 * uniform(hsh, 8)))[k]
+        canvas.add(ny[k], nx[k], variant, strength)
+    return canvas.result()
+
+
+def _lymph_at(density: float) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    return lambda cy, cx, hsh: uniform(hsh, 3) < density
+
+
+def _lymphocytes(
+    spec: SlideSpec, frame: Frame, box: Box, od: np.ndarray, density: float, strength: float
+) -> np.ndarray:
+    """Small lymphocytes on the parenchyma's own lattice, a fixed fraction ``density`` of its sites."""
+    return _nuclei(spec, frame, box, od, "lymph", _LYMPH_SPACING_UM, 0.42, _lymph_at(density), strength)[0]
+
+
+def _stroma(spec: SlideSpec, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
+    fib = sample_periodic(fibre_texture(spec.mpp), frame.ys, frame.xs, frame.ds, spec._tex_offset)
+    grain = sample_periodic(grain_texture(spec.mpp), frame.ys, frame.xs, frame.ds, spec._tex_offset)
+    return fib, grain
+
+
+def _histiocytes(spec: SlideSpec, frame: Frame, box: Box, od_h: np.ndarray, out: TissueLayers) -> None:
+    """Sinus histiocytes: abundant pale pink-purple cytoplasm with borders, large oval pale nuclei."""
+    _, grain = _stroma(spec, frame)
+    if frame.stamp:
+        border, tint = _voronoi(spec, frame, _HISTIO_SPACING_UM, "histio")
+    else:
+        border, tint = np.float32(0.0), np.float32(0.0)
+    out.e[:] = 0.46 * (1.0 + 0.12 * tint) + 0.28 * border + 0.08 * grain
+    out.h[:] = 0.48 * (1.0 - 0.1 * tint) + 0.08 * border + 0.03 * grain
+    cells, covered = _nuclei(
+        spec,
+        frame,
+        box,
+        od_h,
+        "histio",
+        _HISTIO_SPACING_UM,
+        0.3,
+        lambda cy, cx, h: uniform(h, 3) < 0.92,
+        1.9,
+        shift=0.12,
+        cover=True,
+    )
+    assert covered is not None
+    covered = np.minimum(covered, 1.0)
+    out.e *= 1.0 - 0.85 * covered
+    out.h *= 1.0 - covered
+    out.add_nuclei(cells + _lymphocytes(spec, frame, box, od_h, 0.06, 1.28))
+
+
+def _germinal_centre(spec: SlideSpec, frame: Frame, box: Box, od_h: np.ndarray, out: TissueLayers) -> None:
+    """A germinal centre: pale, centroblasts with nucleoli, centrocytes and tingible-body macrophages."""
+    _, grain = _stroma(spec, frame)
+    out.e[:] = 0.46 + 0.06 * grain
+    out.h[:] = 0.38 + 0.04 * grain
+    blasts, covered = _nuclei(
+        spec,
+        frame,
+        box,
+        od_h,
+        "blast",
+        _BLAST_SPACING_UM,
+        0.35,
+        lambda cy, cx, h: uniform(h, 3) < 0.9,
+        1.7,
+        cover=True,
+    )
+    assert covered is not None
+    covered = np.minimum(covered, 1.0)
+    out.e *= 1.0 - 0.8 * covered
+    out.h *= 1.0 - covered
+    macrophages = _nuclei(
+        spec, frame, box, od_h, "histio", _HISTIO_SPACING_UM, 0.3, lambda cy, cx, h: uniform(h, 3) < 0.15, 1.4
+    )[0]
+    out.add_nuclei(blasts + macrophages + _lymphocytes(spec, frame, box, od_h, 0.2, 1.2))
+
+
+def _lymph_sheet(spec: SlideSpec, frame: Frame, box: Box, od_h: np.ndarray, out: TissueLayers, blasts: float) -> None:
+    """Crowded lymphocytes over little stroma (a follicle's mantle, or a sheet with ``blasts`` immunoblasts)."""
+    fib, grain = _stroma(spec, frame)
+    out.e[:] = 0.24 + 0.2 * blasts + 0.04 * fib + 0.04 * grain
+    out.h[:] = 0.13 + 0.35 * blasts + 0.04 * grain
+    nuclei = _lymphocytes(spec, frame, box, od_h, 0.985 - 0.7 * blasts, 1.42)
+    if blasts > 0:
+        keep = lambda cy, cx, h: uniform(h, 3) < blasts  # noqa: E731
+        nuclei = nuclei + _nuclei(spec, frame, box, od_h, "blast", _BLAST_SPACING_UM, 0.35, keep, 1.8)[0]
+    out.add_nuclei(nuclei)
+
+
+def mimic_tissue(
+    spec: SlideSpec, frame: Frame, box: Box, od_h: np.ndarray, mimic: Mimic, core: np.ndarray | None
+) -> TissueLayers:
+    """The layers of a tumour mimic over a frame (complete inside ``box``, the mimic's level-0 bounds there).
+
+    ``core`` is the germinal-centre mask of a follicle (pixels of the frame), None otherwise.
+    """
+    out = TissueLayers(frame.shape, frame.stamp)
+    if mimic.kind == "histiocytes":
+        _histiocytes(spec, frame, box, od_h, out)
+    elif mimic.kind == "sheet":
+        _lymph_sheet(spec, frame, box, od_h, out, blasts=0.5)
+    elif mimic.kind == "follicle":
+        _lymph_sheet(spec, frame, box, od_h, out, blasts=0.0)
+        if core is not None and core.any():
+            centre = TissueLayers(frame.shape, frame.stamp)
+            core_box = mask_box(frame, core)
+            assert core_box is not None
+            _germinal_centre(spec, frame, core_box, od_h, centre)
+            np.copyto(out.h, centre.h, where=core)
+            np.copyto(out.e, centre.e, where=core)
+            if out.deficit is not None and centre.deficit is not None:
+                np.copyto(out.deficit, centre.deficit, where=core[..., None])
+    else:
+        raise ValueError(f"unknown mimic kind {mimic.kind!r}")
+    return out
+
+
+_MIX_SD = 0.28  # standard deviation of the 3-octave mixing noise
+
+
+def infiltrating_tumour(spec: SlideSpec, frame: Frame, box: Box, od_h: np.ndarray, contrast: float) -> TissueLayers:
+    """Low-contrast carcinoma: discohesive tumour cells in small groups among lymphocytes, no nests or septa.
+
+    A smooth mixing field decides, nucleus by nucleus, tumour cell or lymphocyte; about ``contrast`` of the area
+    holds tumour cells (paler than in the cohesive nests). Complete inside ``box``.
+    """
+    out = TissueLayers(frame.shape, frame.stamp)
+    t = _MIX_SD * NormalDist().inv_cdf(1.0 - float(np.clip(contrast, 0.02, 0.98)))
+    key, scale = spec._keys["infiltrate"], 45.0 / spec.mpp
+    mix = fbm_grid(key, frame.ys, frame.xs, scale, 3, frame.ds)
+    w = np.clip((mix - t) / 0.06 + 0.5, 0.0, 1.0).astype(np.float32)
+    fib, grain = _stroma(spec, frame)
+    sparse = 1.0 - _density_grid(spec, frame)
+    paren_e = 0.32 + 0.34 * sparse + (0.03 + 0.16 * sparse) * fib + 0.04 * grain
+    paren_h = 0.12 + 0.04 * grain
+    out.e[:] = w * (0.44 + 0.06 * grain) + (1.0 - w) * paren_e
+    out.h[:] = w * (0.40 + 0.03 * grain) + (1.0 - w) * paren_h
+
+    def tumour_site(cy: np.ndarray, cx: np.ndarray, h: np.ndarray) -> np.ndarray:
+        return (fbm_points(key, cy, cx, scale, 3) > t) & (uniform(h, 3) < 0.85)
+
+    def lymph_site(cy: np.ndarray, cx: np.ndarray, h: np.ndarray) -> np.ndarray:
+        return (fbm_points(key, cy, cx, scale, 3) < t - 0.03) & (uniform(h, 3) < _density_points(spec, cy, cx))
+
+    cells, covered = _nuclei(
+        spec, frame, box, od_h, "tumor", _TUMOR_SPACING_UM, 0.3, tumour_site, 1.5, shift=0.15, cover=True
+    )
+    assert covered is not None
+    covered = np.minimum(covered, 1.0)
+    out.e *= 1.0 - 0.85 * covered
+    out.h *= 1.0 - covered
+    lymph = _nuclei(spec, frame, box, od_h, "lymph", _LYMPH_SPACING_UM, 0.42, lymph_site, 1.28)[0]
+    out.add_nuclei(cells + lymph)
     return out

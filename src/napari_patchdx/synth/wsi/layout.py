@@ -3,7 +3,8 @@
 :func:`make_slide_spec` draws a seeded :class:`~.data_model.SlideSpec`: tissue sections that fill the wanted
 fraction of the glass, a tumour layout inside them (macro-metastasis with an exclusion region, a pair closer
 than the merge distance, isolated-tumour-cell clusters, micro-metastases), pen strokes outside them, and the
-per-slide stain.
+per-slide stain. The ``"hard"`` profile draws its tumours, mimics, artefacts and centre stain with
+:mod:`.layout_hard` from a stream of its own, so the default profile's slides do not change.
 """
 
 from __future__ import annotations
@@ -13,19 +14,17 @@ import math
 import numpy as np
 
 from ...io.annotations.polygon import points_in_polygon, polygon_area
-from .data_model import MERGE_DISTANCE_UM, PEN_INKS, PenStroke, SlideSpec, StainParams
+from .data_model import CENTRES, PEN_INKS, PROFILES, Artefacts, Mimic, PenStroke, SlideSpec, StainParams
+from .layout_hard import artefact_layout, centre_stain, hard_tumour_layout, mimic_layout
 from .noise import MASK64
-from .polygons import blob, dist_to_boundary, gap_at_least, inside_with_margin, polygon_extent, polygon_gap, ring
+from .placement import LayoutError, TumourPlacer
+from .polygons import blob, dist_to_boundary, gap_at_least, ring
 
 _CAPSULE_UM = 30.0  # capsule thickness, micrometres
 
 # Reference stain vectors (optical density per unit concentration, R, G, B), after Macenko et al. 2009.
 _H_REF = np.array([0.5626, 0.7201, 0.4062])
 _E_REF = np.array([0.2159, 0.8012, 0.5581])
-
-
-class _LayoutError(RuntimeError):
-    pass
 
 
 def _random_stain(rng: np.random.Generator) -> StainParams:
@@ -85,74 +84,7 @@ def _place_tissue(
                     break
             if len(sections) == n:
                 return sections, inners
-    raise _LayoutError(f"cannot fit tissue covering {fraction:.3f} of a {height} x {width} slide")
-
-
-class _TumourPlacer:
-    """Places tumour polygons inside tissue sections, clear of each other (level-0 px throughout)."""
-
-    def __init__(self, rng: np.random.Generator, sections: list[np.ndarray], mpp: float, sep_um: float) -> None:
-        self.rng = rng
-        self.sections = sections
-        self.um = 1.0 / mpp  # level-0 px per micrometre
-        self.margin = 20.0 * self.um  # from the tissue edge
-        self.sep = sep_um * self.um  # between unrelated tumours
-        areas = np.array([polygon_area(sec) for sec in sections])
-        self.probs = areas / areas.sum()
-        self.tumours: list[np.ndarray] = []
-        self.kinds: list[str] = []
-
-    def shape(self, extent_um: float, roughness: float, n: int, aspect_max: float) -> np.ndarray:
-        """A blob centred on (0, 0) whose longest extent is ``extent_um``."""
-        aspect = self.rng.uniform(1.0, aspect_max)
-        th, r = blob(self.rng, n, aspect=aspect, roughness=roughness, harmonics=6)
-        poly = ring((0.0, 0.0), th, r)
-        return poly * (extent_um * self.um / polygon_extent(poly))
-
-    def fits(self, poly: np.ndarray, section: np.ndarray) -> bool:
-        if not inside_with_margin(poly, section, self.margin):
-            return False
-        return all(gap_at_least(poly, t, self.sep) for t in self.tumours)
-
-    def section(self) -> np.ndarray:
-        return self.sections[int(self.rng.choice(len(self.sections), p=self.probs))]
-
-    def place(self, poly0: np.ndarray, section: np.ndarray, tries: int) -> np.ndarray | None:
-        lo, hi = section.min(axis=0), section.max(axis=0)
-        for _ in range(tries):
-            c = self.rng.uniform(lo, hi)
-            if points_in_polygon(c[None], section)[0] and self.fits(poly0 + c, section):
-                return poly0 + c
-        return None
-
-    def add(self, poly: np.ndarray, kind: str) -> None:
-        self.tumours.append(poly)
-        self.kinds.append(kind)
-
-    def pair(self, extent_um: float, gap_um: float, tries: int) -> bool:
-        """Two tumours whose edges are ``gap_um`` apart (one lesion in the CAMELYON16 protocol)."""
-        gap = gap_um * self.um
-        for _ in range(tries):
-            section = self.section()
-            a = self.place(self.shape(extent_um, 0.12, 128, 1.4), section, tries=40)
-            if a is None:
-                continue
-            b0 = self.shape(extent_um * self.rng.uniform(0.7, 1.0), 0.12, 128, 1.4) + a.mean(axis=0)
-            phi = self.rng.uniform(0.0, 2 * math.pi)
-            direction = np.array([math.sin(phi), math.cos(phi)])
-            near, far = 0.0, 2.5 * extent_um * self.um + gap
-            for _it in range(40):  # bisect the centre distance for the wanted edge gap
-                mid = 0.5 * (near + far)
-                if polygon_gap(a, b0 + mid * direction) < gap:
-                    near = mid
-                else:
-                    far = mid
-            b = b0 + far * direction
-            if self.fits(b, section) and 0 < polygon_gap(a, b) < 0.9 * MERGE_DISTANCE_UM * self.um:
-                self.add(a, "pair")
-                self.add(b, "pair")
-                return True
-        return False
+    raise LayoutError(f"cannot fit tissue covering {fraction:.3f} of a {height} x {width} slide")
 
 
 def _tumour_layout(
@@ -168,22 +100,9 @@ def _tumour_layout(
     main = sections[int(np.argmax(areas))]
     size_um = math.sqrt(max(areas)) * mpp
     for shrink in (1.0, 0.85, 0.7, 0.55, 0.45, 0.35):
-        placer = _TumourPlacer(rng, sections, mpp, sep_um=max(90.0, 150.0 * shrink))
-        um = placer.um
-        macro_um = float(np.clip(0.42 * size_um * shrink, 150.0, 2000.0))
-        macro = placer.place(placer.shape(macro_um, 0.16, 192, 1.5), main, tries=200)
-        if macro is None:
-            continue
-        placer.add(macro, "macro")
-        exclusion = None
-        for _ in range(100):
-            ex = placer.shape(0.28 * macro_um, 0.1, 64, 1.4) + macro.mean(axis=0)
-            ex = ex + rng.normal(0.0, 0.08 * macro_um * um, 2)
-            if inside_with_margin(ex, macro, 25.0 * um):
-                exclusion = ex
-                break
-        pair_um = float(np.clip(0.2 * size_um * shrink, 110.0, 700.0))
-        if exclusion is None or not placer.pair(pair_um, rng.uniform(25.0, 60.0), tries=60):
+        placer = TumourPlacer(rng, sections, mpp, sep_um=max(90.0, 150.0 * shrink))
+        exclusion = placer.macro_and_pair(main, size_um, shrink)
+        if exclusion is None:
             continue
         n_itc = 0
         for _ in range(2):
@@ -201,7 +120,7 @@ def _tumour_layout(
             if poly is not None:
                 placer.add(poly, "micro")
         return placer.tumours, placer.kinds, [exclusion]
-    raise _LayoutError("the tissue is too small for the tumour layout (make the slide larger or mpp coarser)")
+    raise LayoutError("the tissue is too small for the tumour layout (make the slide larger or mpp coarser)")
 
 
 def _pen_layout(
@@ -254,7 +173,7 @@ def _pen_layout(
             strokes.append(PenStroke(polygon, line, width_px, colours[(s + int(rng.integers(0, 3))) % 3]))
             break
     if not strokes:
-        raise _LayoutError("no room on the glass for pen marks")
+        raise LayoutError("no room on the glass for pen marks")
     return strokes
 
 
@@ -268,6 +187,8 @@ def make_slide_spec(
     tissue_fraction: float = 0.4,
     pen_marks: bool = False,
     tile: int = 256,
+    profile: str = "default",
+    centre: str | None = None,
 ) -> SlideSpec:
     """Lay out one synthetic slide (no pixels are drawn; see :func:`render_region`).
 
@@ -280,6 +201,12 @@ def make_slide_spec(
         tissue_fraction: fraction of the slide area covered by tissue, in (0, 0.6].
         pen_marks: add two or three marker strokes on the glass, outside the tissue.
         tile: tile side in pixels, a multiple of 16 (the period of the background noise).
+        profile: ``"default"``, or ``"hard"``: more and smaller tumours, about half of them low-contrast, tumour
+            mimics in the normal tissue, artefacts (fold, out-of-focus band, bubbles, ink over tissue) and the
+            stain of a ``centre`` (see :mod:`.layout_hard`). A hard slide differs from the default slide of the
+            same seed.
+        centre: ``"A"`` or ``"B"``, the staining / scanning centre of a hard slide (default ``"A"``); must be
+            None for the default profile.
 
     Raises:
         ValueError: an argument is out of range, or the slide is too small for the tumour layout.
@@ -292,6 +219,17 @@ def make_slide_spec(
         raise ValueError(f"tissue_fraction must be in (0, 0.6], got {tissue_fraction!r}")
     if int(tile) != tile or tile < 16 or tile % 16:
         raise ValueError(f"tile must be a positive multiple of 16, got {tile!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    if profile == "default" and centre is not None:
+        raise ValueError(f"centre is a property of the hard profile only, got centre={centre!r}")
+    if profile == "hard":
+        centre = "A" if centre is None else centre
+        if centre not in CENTRES:
+            raise ValueError(f"centre must be one of {', '.join(CENTRES)}, got {centre!r}")
+        return _hard_spec(
+            int(height), int(width), float(mpp), int(seed), tumor, tissue_fraction, pen_marks, int(tile), centre
+        )
     height, width, tile = int(height), int(width), int(tile)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & MASK64, 0x5EED]))
     stain = _random_stain(rng)
@@ -307,7 +245,7 @@ def make_slide_spec(
             if pen_marks:
                 pens = _pen_layout(rng, height, width, mpp, sections)
             break
-        except _LayoutError as err:
+        except LayoutError as err:
             last = err
     else:
         raise ValueError(f"{height} x {width} px at {mpp} um/px: {last}")
@@ -324,4 +262,60 @@ def make_slide_spec(
         tumor_kinds=tuple(kinds),
         exclusions=tuple(exclusions),
         pens=tuple(pens),
+    )
+
+
+def _hard_spec(
+    height: int,
+    width: int,
+    mpp: float,
+    seed: int,
+    tumor: bool,
+    tissue_fraction: float,
+    pen_marks: bool,
+    tile: int,
+    centre: str,
+) -> SlideSpec:
+    """The ``"hard"`` profile's spec (arguments already checked); its own random stream."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed & MASK64, 0x5EED, 0x4A2D]))
+    stain = centre_stain(rng, centre)
+    tumours: list[np.ndarray] = []
+    kinds: list[str] = []
+    exclusions: list[np.ndarray] = []
+    contrast: list[float] = []
+    pens: list[PenStroke] = []
+    mimics: list[Mimic] = []
+    artefacts = Artefacts()
+    for _attempt in range(4):
+        try:
+            sections, inners = _place_tissue(rng, height, width, mpp, tissue_fraction)
+            if tumor:
+                tumours, kinds, exclusions, contrast = hard_tumour_layout(rng, sections, mpp)
+            mimics = mimic_layout(rng, sections, mpp, tumours)
+            artefacts = artefact_layout(rng, height, width, mpp, sections)
+            if pen_marks:
+                pens = _pen_layout(rng, height, width, mpp, sections)
+            break
+        except LayoutError as err:
+            last = err
+    else:
+        raise ValueError(f"{height} x {width} px at {mpp} um/px: {last}")
+    return SlideSpec(
+        height=height,
+        width=width,
+        mpp=mpp,
+        seed=seed,
+        tile=tile,
+        stain=stain,
+        tissue=tuple(sections),
+        tissue_inner=tuple(inners),
+        tumors=tuple(tumours),
+        tumor_kinds=tuple(kinds),
+        exclusions=tuple(exclusions),
+        pens=tuple(pens),
+        profile="hard",
+        centre=centre,
+        tumor_contrast=tuple(contrast),
+        mimics=tuple(mimics),
+        artefacts=artefacts,
     )

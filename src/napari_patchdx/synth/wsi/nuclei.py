@@ -12,8 +12,8 @@ import numpy as np
 from .frame import Box, Frame
 from .noise import hash2, uniform
 
-# Nucleus radii, micrometres.
-_NUCLEUS_RADIUS_UM = {"lymph": 3.5, "tumor": 7.0, "spindle": 2.5}
+# Nucleus radii, micrometres (histiocytes and centroblasts: the "hard" profile's tumour mimics).
+_NUCLEUS_RADIUS_UM = {"lymph": 3.5, "tumor": 7.0, "spindle": 2.5, "histio": 5.5, "blast": 5.0}
 _LATTICE_ROWS_PER_CHUNK = 64
 
 
@@ -27,8 +27,8 @@ class NucleusBank:
 
 
 def _render_templates(kind: str, px_um: float, n: int) -> tuple[np.ndarray, np.ndarray, int]:
-    rng = np.random.default_rng({"lymph": 11, "tumor": 12, "spindle": 13}[kind])
-    max_r = {"lymph": 4.6, "tumor": 11.5, "spindle": 5.5}[kind]
+    rng = np.random.default_rng({"lymph": 11, "tumor": 12, "spindle": 13, "histio": 14, "blast": 15}[kind])
+    max_r = {"lymph": 4.6, "tumor": 11.5, "spindle": 5.5, "histio": 8.5, "blast": 7.5}[kind]
     half = math.ceil(max_r / px_um) + 1
     size = 2 * half + 1
     ss = max(1, min(4, math.ceil(px_um / 0.2)))  # supersampling: drawing grid of <= 0.2 um (0.5 coarse)
@@ -58,6 +58,8 @@ def _render_templates(kind: str, px_um: float, n: int) -> tuple[np.ndarray, np.n
             rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
             body = 1.0 / (1.0 + np.exp((rho - 1.0) / 0.08))
             c = 0.85 * body
+        elif kind in ("histio", "blast"):
+            c, body = _mimic_nucleus(kind, rng, u, v, th)
         else:
             a = rng.uniform(5.0, 9.0)
             b = a * rng.uniform(0.6, 0.95)
@@ -85,10 +87,52 @@ def _render_templates(kind: str, px_um: float, n: int) -> tuple[np.ndarray, np.n
     return out, cover, half
 
 
+def _mimic_nucleus(
+    kind: str, rng: np.random.Generator, u: np.ndarray, v: np.ndarray, th: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Concentration and body of a histiocyte (oval, often indented, pale fine chromatin, thin rim, small
+    nucleolus; 10-13 um long) or a centroblast (round, vesicular, 1-3 nucleoli on the membrane; 9-12 um)."""
+    if kind == "histio":
+        a = rng.uniform(5.0, 6.5)
+        b = a * rng.uniform(0.55, 0.75)
+        notch = rng.uniform(0.0, 0.22) * np.exp(-(((th - rng.choice([-1.0, 1.0]) * math.pi / 2) / 0.55) ** 2))
+        wob = 1.0 - notch
+    else:
+        a = rng.uniform(4.5, 6.0)
+        b = a * rng.uniform(0.8, 1.0)
+        wob = np.ones_like(th)
+    for k in range(2, 5):
+        wob = wob + rng.uniform(0.0, 0.05) * np.cos(k * th + rng.uniform(0, 2 * math.pi))
+    rho = np.sqrt((u / a) ** 2 + (v / b) ** 2) / wob
+    body = 1.0 / (1.0 + np.exp((rho - 1.0) / 0.04))
+    rim_w = rng.uniform(0.5, 0.8) / a
+    rim = np.exp(-(((rho - 1.0 + rim_w) / rim_w) ** 2))
+    gran = np.zeros_like(u)
+    for _ in range(int(rng.integers(8, 16))):
+        cy, cx = rng.uniform(-0.7, 0.7, 2) * np.array([b, a])
+        gran += np.exp(-((u - cx) ** 2 + (v - cy) ** 2) / (2 * rng.uniform(0.35, 0.6) ** 2))
+    nucleolus = np.zeros_like(u)
+    if kind == "histio":
+        spots = [rng.uniform(-0.25, 0.25, 2) * np.array([b, a])]
+        inner, rim_k, spot_k = rng.uniform(0.26, 0.36), rng.uniform(0.3, 0.45), 0.5
+    else:
+        spots = []
+        for _ in range(int(rng.integers(1, 4))):
+            phi = rng.uniform(0, 2 * math.pi)
+            spots.append(np.array([0.72 * b * math.sin(phi), 0.72 * a * math.cos(phi)]))
+        inner, rim_k, spot_k = rng.uniform(0.3, 0.42), rng.uniform(0.45, 0.6), 0.75
+    for cy, cx in spots:
+        rn = rng.uniform(0.5, 0.9)
+        nucleolus += 1.0 / (1.0 + np.exp((np.sqrt((u - cx) ** 2 + (v - cy) ** 2) - rn) / 0.12))
+    c = body * (inner + 0.22 * np.tanh(gran) + rim_k * rim + spot_k * np.clip(nucleolus, 0, 1))
+    return c, body
+
+
 @lru_cache(maxsize=48)
 def bank(kind: str, px_um: float) -> NucleusBank:
-    """The template bank of nucleus ``kind`` (``"lymph"``, ``"tumor"``, ``"spindle"``) at ``px_um`` um/px."""
-    n = {"lymph": 48, "tumor": 96, "spindle": 24}[kind]
+    """The template bank of nucleus ``kind`` (``"lymph"``, ``"tumor"``, ``"spindle"``, ``"histio"``,
+    ``"blast"``) at ``px_um`` um/px."""
+    n = {"lymph": 48, "tumor": 96, "spindle": 24, "histio": 48, "blast": 48}[kind]
     templates, body, half = _render_templates(kind, px_um, n)
     return NucleusBank(templates, body, half)
 

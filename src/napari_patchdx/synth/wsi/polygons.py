@@ -89,3 +89,21 @@ def blob(
 def ring(centre: tuple[float, float], th: np.ndarray, r: np.ndarray) -> np.ndarray:
     """(N, 2) (y, x) outline of the radial profile (angles ``th``, radii ``r``) about ``centre``."""
     return np.stack([centre[0] + r * np.sin(th), centre[1] + r * np.cos(th)], axis=1)
+
+
+def band(line: np.ndarray, width: float, caps: bool = False) -> np.ndarray:
+    """(N, 2) (y, x) outline of a band ``width`` wide (level-0 px) along the polyline ``line`` (M, 2), M >= 2.
+
+    With ``caps`` the ends are rounded (a marker stroke); otherwise cut square.
+    """
+    tangent = np.gradient(line, axis=0)
+    tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-12)
+    normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
+    hw = 0.5 * width
+    left, right = line + hw * normal, line - hw * normal
+    if not caps:
+        return np.concatenate([left, right[::-1]])
+    t = np.linspace(0.0, math.pi, 9)[1:-1]
+    end = line[-1] + hw * (np.cos(t)[:, None] * normal[-1] + np.sin(t)[:, None] * tangent[-1])
+    start = line[0] + hw * (np.cos(t)[:, None] * (-normal[0]) - np.sin(t)[:, None] * tangent[0])
+    return np.concatenate([left, end, right[::-1], start])

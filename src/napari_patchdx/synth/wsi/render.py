@@ -1,4 +1,8 @@
-"""Drawing a window of a slide: the label of each pixel and its colour under the Beer–Lambert stain model."""
+"""Drawing a window of a slide: the label of each pixel and its colour under the Beer–Lambert stain model.
+
+The ``"hard"`` profile's mimics and low-contrast tumours replace the tissue layers where they lie, and its
+artefacts (:mod:`.artefacts`) modulate the transmitted light; labels never change with either.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from .artefacts import blur_pad, blur_weight, blurred, bubble_factor, fold_factor, ink_over_tissue
 from .data_model import PEN_INKS, SlideSpec, SynthSlide
-from .frame import Frame, check_window, make_frame, mask_box, polygon_mask
-from .histology import normal_tissue, tumour_tissue
+from .frame import Frame, box_meets_frame, check_window, make_frame, mask_box, polygon_mask
+from .histology import TissueLayers, infiltrating_tumour, mimic_tissue, normal_tissue, tumour_tissue
 from .noise import derive_key, fbm_grid
 
 LABEL_BACKGROUND = 0
@@ -38,10 +43,17 @@ def label_frame(spec: SlideSpec, frame: Frame) -> tuple[np.ndarray, np.ndarray]:
         for poly in spec.exclusions:
             tum &= ~polygon_mask(poly, frame)
         labels[tum] = LABEL_TUMOR
-    for stroke in spec.pens:
+    for stroke in spec.strokes:
         m = polygon_mask(stroke.polygon, frame)
         labels[m & (labels == LABEL_BACKGROUND)] = LABEL_PEN
     return labels, capsule
+
+
+def frame_is_glass(spec: SlideSpec, frame: Frame, labels: np.ndarray) -> bool:
+    """Whether the frame is empty glass only: no tissue, no pen and no air bubble (whose rim shows on glass)."""
+    if labels.any():
+        return False
+    return not spec.artefacts.bubbles or bubble_factor(spec, frame) is None
 
 
 @lru_cache(maxsize=16)
@@ -110,21 +122,44 @@ def render_frame(spec: SlideSpec, frame: Frame, labels_capsule: tuple[np.ndarray
     else:
         noise = noise_tex[np.ix_(iy, ix)]
     bg = spec.stain.background.astype(np.float32)
-    if not labels.any():
+    if frame_is_glass(spec, frame, labels):
         rgb = bg + noise
     else:
         tissue = (labels == LABEL_NORMAL) | (labels == LABEL_TUMOR)
-        if tissue.any():
-            rgb = _tissue_transmission(spec, frame, labels, capsule)
-        else:
-            rgb = np.ones((h, w, 3), dtype=np.float32)
-        pen = labels == LABEL_PEN
-        if pen.any():
-            rgb[pen] = _pen_transmission(spec, frame)[pen]
+        rgb = _transmission(spec, frame, labels, capsule, tissue)
+        blur = blur_weight(spec, frame) if spec.artefacts.blur_bands and tissue.any() else None
+        if blur is not None:  # out of focus: blur the light of a frame padded by the kernel, on tissue only
+            weight, sigma = blur
+            pad, ds = blur_pad(sigma), frame.ds
+            big = make_frame(spec, frame.origin[0] - pad * ds, frame.origin[1] - pad * ds, h + 2 * pad, w + 2 * pad, ds)
+            big_labels, big_capsule = label_frame(spec, big)
+            big_tissue = (big_labels == LABEL_NORMAL) | (big_labels == LABEL_TUMOR)
+            soft = blurred(_transmission(spec, big, big_labels, big_capsule, big_tissue), sigma, pad)
+            rgb += (weight * tissue)[..., None] * (soft - rgb)
         rgb *= bg
         rgb += noise * np.where(tissue, np.float32(2.5), np.float32(1.0))[..., None]
     rgb += np.float32(0.5)
     return np.clip(rgb, 0, 255, out=rgb).astype(np.uint8)
+
+
+def _transmission(
+    spec: SlideSpec, frame: Frame, labels: np.ndarray, capsule: np.ndarray, tissue: np.ndarray
+) -> np.ndarray:
+    """(h, w, 3) float32 fraction of the light transmitted: tissue, ink and bubbles (1 on clean glass)."""
+    if tissue.any():
+        rgb = _tissue_transmission(spec, frame, labels, capsule)
+        if spec.artefacts.inks:
+            ink_over_tissue(spec, frame, rgb, tissue)
+    else:
+        rgb = np.ones((*frame.shape, 3), dtype=np.float32)
+    pen = labels == LABEL_PEN
+    if pen.any():
+        rgb[pen] = _pen_transmission(spec, frame)[pen]
+    if spec.artefacts.bubbles:
+        factor = bubble_factor(spec, frame)
+        if factor is not None:
+            rgb *= factor
+    return rgb
 
 
 def _tissue_transmission(spec: SlideSpec, frame: Frame, labels: np.ndarray, capsule: np.ndarray) -> np.ndarray:
@@ -141,6 +176,10 @@ def _tissue_transmission(spec: SlideSpec, frame: Frame, labels: np.ndarray, caps
             continue
         if value == LABEL_NORMAL:
             layers = normal_tissue(spec, frame, box, capsule, od_h)
+            if spec.mimics:
+                _draw_mimics(spec, frame, mask & ~capsule, layers, od_h)
+        elif spec.tumor_contrast:
+            layers = _hard_tumour(spec, frame, mask, od_h)
         else:
             layers = tumour_tissue(spec, frame, box, od_h)
         if mask.all():
@@ -159,14 +198,59 @@ def _tissue_transmission(spec: SlideSpec, frame: Frame, labels: np.ndarray, caps
     od += e_conc[..., None] * od_e
     if deficit is not None:  # coarse levels: splatted nuclei, overlap between independent (1-D) and Poisson
         od += np.float32(1.2) * deficit * thick[..., None]
+    if spec.artefacts.folds:
+        fold = fold_factor(spec, frame)
+        if fold is not None:
+            od *= fold[..., None]
     return np.exp(-od, out=od)
+
+
+def _paste(layers: TissueLayers, part: TissueLayers, where: np.ndarray) -> None:
+    np.copyto(layers.h, part.h, where=where)
+    np.copyto(layers.e, part.e, where=where)
+    if layers.deficit is not None and part.deficit is not None:
+        np.copyto(layers.deficit, part.deficit, where=where[..., None])
+
+
+def _draw_mimics(spec: SlideSpec, frame: Frame, allowed: np.ndarray, layers: TissueLayers, od_h: np.ndarray) -> None:
+    """Replace the normal tissue's layers by each tumour mimic's inside it (``allowed``: parenchyma pixels)."""
+    for mimic in spec.mimics:
+        if not box_meets_frame(frame, mimic.polygon.min(axis=0), mimic.polygon.max(axis=0)):
+            continue
+        m = polygon_mask(mimic.polygon, frame) & allowed
+        box = mask_box(frame, m)
+        if box is None:
+            continue
+        core = polygon_mask(mimic.core, frame) & m if mimic.core is not None else None
+        _paste(layers, mimic_tissue(spec, frame, box, od_h, mimic, core), m)
+
+
+def _hard_tumour(spec: SlideSpec, frame: Frame, mask: np.ndarray, od_h: np.ndarray) -> TissueLayers:
+    """Tumour layers where some tumours are low-contrast (``spec.tumor_contrast`` below 1)."""
+    low = np.zeros(frame.shape, dtype=bool)
+    parts = []
+    for poly, contrast in zip(spec.tumors, spec.tumor_contrast, strict=True):
+        if contrast >= 1.0 or not box_meets_frame(frame, poly.min(axis=0), poly.max(axis=0)):
+            continue
+        m = polygon_mask(poly, frame) & mask
+        if m.any():
+            parts.append((m, contrast))
+            low |= m
+    cohesive = mask & ~low
+    box = mask_box(frame, cohesive)
+    layers = tumour_tissue(spec, frame, box, od_h) if box is not None else TissueLayers(frame.shape, frame.stamp)
+    for m, contrast in parts:
+        box = mask_box(frame, m)
+        assert box is not None
+        _paste(layers, infiltrating_tumour(spec, frame, box, od_h, contrast), m)
+    return layers
 
 
 def _pen_transmission(spec: SlideSpec, frame: Frame) -> np.ndarray:
     out = np.ones((*frame.shape, 3), dtype=np.float32)
     streak = fbm_grid(spec._keys["pen"], frame.ys, frame.xs, 40.0 / spec.mpp, 3, frame.ds)
     power = (1.0 + 0.18 * streak).astype(np.float32)[..., None]
-    for stroke in spec.pens:
+    for stroke in spec.strokes:
         m = polygon_mask(stroke.polygon, frame)
         if m.any():
             ink = PEN_INKS[stroke.color].astype(np.float32)

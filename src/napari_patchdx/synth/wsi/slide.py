@@ -28,6 +28,8 @@ def make_slide(
     tile: int = 256,
     quality: int = 85,
     overwrite: bool = False,
+    profile: str = "default",
+    centre: str | None = None,
 ) -> SynthSlide:
     """Write one synthetic slide: a pyramidal, tiled, JPEG-compressed RGB TIFF, and its ASAP XML if tumour.
 
@@ -54,6 +56,10 @@ def make_slide(
         overwrite: replace whatever is at ``path`` and its XML. Without it, files this very call would write
             (same arguments, same generator version, recorded in the TIFF's ImageDescription) are kept and
             reused, so an interrupted cohort resumes; any other file in the way raises FileExistsError.
+        profile: ``"default"`` or ``"hard"`` (tumour mimics, micro-metastases and ITCs, low-contrast tumour,
+            artefacts and the stain of a ``centre``; see :func:`~.layout.make_slide_spec`). Mimics and
+            artefacts are not tumour: the XML holds the tumours and exclusions only, exactly as drawn.
+        centre: ``"A"`` or ``"B"`` for a hard slide (default ``"A"``); None for the default profile.
 
     Returns:
         The :class:`SynthSlide` describing what was written (or found). The parent directory is created.
@@ -73,6 +79,8 @@ def make_slide(
         tissue_fraction=tissue_fraction,
         pen_marks=pen_marks,
         tile=tile,
+        profile=profile,
+        centre=centre,
     )
     description = slide_description(spec, tumor, tissue_fraction, pen_marks, quality)
     regions = slide_annotations(spec)
@@ -96,7 +104,7 @@ def make_slide(
         label=TUMOR if tumor else "normal",
         regions=regions,
         tissue=list(spec.tissue),
-        lesions=slide_lesions(spec, spec.tumor_kinds),
+        lesions=slide_lesions(spec, spec.tumor_kinds, spec.tumor_contrast),
         seed=spec.seed,
         spec=spec,
         pen_marks=[s.polygon for s in spec.pens],

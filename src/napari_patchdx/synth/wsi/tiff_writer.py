@@ -10,7 +10,7 @@ import numpy as np
 from ..._fsutil import atomic_path
 from .data_model import SlideSpec
 from .frame import make_frame
-from .render import label_frame, render_frame
+from .render import frame_is_glass, label_frame, render_frame
 
 _GENERATOR_VERSION = 1  # bump whenever the pixels or the layout for given arguments change
 _MIN_PYRAMID_SIDE = 512
@@ -42,19 +42,23 @@ def _level_tiles(spec: SlideSpec, level: int, shape: tuple[int, int], quality: i
                 continue
             frame = make_frame(spec, y0, x0, t, t, ds)
             labels, capsule = label_frame(spec, frame)
-            if not labels.any():
+            if frame_is_glass(spec, frame, labels):
                 yield bg
                 continue
             yield _encode(render_frame(spec, frame, (labels, capsule)), quality)
 
 
 def slide_description(spec: SlideSpec, tumor: bool, tissue_fraction: float, pen_marks: bool, quality: int) -> str:
-    """ImageDescription of a synthetic slide: every argument that determines its bytes."""
-    return (
+    """ImageDescription of a synthetic slide: every argument that determines its bytes (the profile and centre
+    only for a non-default profile, so default slides keep their bytes)."""
+    text = (
         f"napari-patchdx synthetic slide v{_GENERATOR_VERSION}; seed={spec.seed}; height={spec.height}; "
         f"width={spec.width}; mpp={spec.mpp!r}; tumor={bool(tumor)}; tissue_fraction={float(tissue_fraction)!r}; "
         f"pen_marks={bool(pen_marks)}; tile={spec.tile}; quality={int(quality)}"
     )
+    if spec.profile != "default":
+        text += f"; profile={spec.profile}; centre={spec.centre}"
+    return text
 
 
 def read_description(path: Path) -> str | None:
