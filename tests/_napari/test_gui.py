@@ -169,7 +169,15 @@ def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert "cpu" in widget.device.choices
+    def shown(control) -> bool:  # not hidden by the widget (isVisible also needs every parent on screen)
+        return not control.native.isHidden()
+
+    assert shown(widget.steps) and shown(widget.stain) and not shown(widget.working_size)  # slides first
     widget.source.value = "X-ray cohort folder"
+    # only the controls that apply to X-rays show: the working size does, steps per epoch and colour do not
+    assert shown(widget.working_size) and shown(widget.stage) and shown(widget.cohort)
+    assert not shown(widget.steps) and not shown(widget.stain) and not shown(widget.slides)
+    widget.deterministic.value = True
     widget.cohort.value = cohort.root
     widget.arch.value = "small"
     widget.stage.value = "curriculum"
@@ -184,6 +192,8 @@ def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp
     qtbot.waitUntil(lambda: widget.result is not None, timeout=180_000)
     assert [h["stage"] for h in widget.history] == ["patches", "whole"]
     assert len(widget.figure.axes) == 2 and len(widget.figure.axes[0].lines) == 4  # train/val loss per stage
+    config = widget.config("cxr")
+    assert config.steps_per_epoch is None and config.working_size == 128 and config.deterministic
     model, meta = load_checkpoint(widget.result.last)
     assert model.num_classes == 5 and model.in_channels == 1
     assert meta["classes"] == ["nodule", "consolidation", "interstitial_opacity", "pleural_effusion", "pneumothorax"]

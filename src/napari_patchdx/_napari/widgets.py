@@ -251,6 +251,8 @@ class TrainWidget(Panel):
 
         from ..devices import available_devices
         from ..models.nets import ARCHITECTURES
+        from ..training.config import TrainConfig
+        from ..transforms.compose import STAIN_MODES
 
         self.viewer = viewer
         self.source = ComboBox(
@@ -270,6 +272,9 @@ class TrainWidget(Panel):
         self.working_size = SpinBox(label="X-ray working size (px)", min=64, max=4096, value=1024)
         self.device = ComboBox(label="device", choices=["auto", *available_devices()], value="auto")
         self.workers = SpinBox(label="loader workers", min=0, max=64, value=2)
+        self.stain = ComboBox(label="colour augmentation", choices=list(STAIN_MODES), value=TrainConfig.stain)
+        self.stain.tooltip = "liu: Liu et al.'s colour jitter; hed: HED stain jitter; macenko: stain normalisation"
+        self.deterministic = CheckBox(label="deterministic (bit-exact resume)", value=TrainConfig.deterministic)
         self.out_dir = FileEdit(label="run folder", mode="d", value="")
         self.runner = JobRunner("Train")
         self.figure = Figure(figsize=(4, 2.4), dpi=90)
@@ -289,12 +294,17 @@ class TrainWidget(Panel):
                 self.batch_size,
                 self.steps,
                 self.patch_size,
+                self.working_size,
+                self.stain,
                 self.device,
                 self.workers,
+                self.deterministic,
                 self.out_dir,
                 self.runner,
             ],
         )
+        self.source.changed.connect(self._show_controls)
+        self._show_controls()
         self.add_native(self.canvas)
         self.history: list[dict[str, Any]] = []
         self.result: Any = None
@@ -304,6 +314,38 @@ class TrainWidget(Panel):
 
     def _slide_names(self, _: Any = None) -> list[str]:
         return [layer.name for layer in layers_of_kind(self.viewer, "slide")]
+
+    def _show_controls(self, _: Any = None) -> None:
+        """Show the controls that apply to the chosen data, and only those."""
+        source = str(self.source.value)
+        xray = source == "X-ray cohort folder"
+        self.slides.visible = source == "slides in the viewer"
+        self.table.visible = source == "patch table"
+        self.cohort.visible = xray
+        for control in (self.stage, self.working_size):
+            control.visible = xray
+        for control in (self.steps, self.stain):
+            control.visible = not xray
+
+    def config(self, track: str) -> Any:
+        """The training settings the controls give for ``track`` (``"slide"`` or ``"cxr"``)."""
+        from ..training.config import TrainConfig
+
+        xray = track == "cxr"
+        return TrainConfig(
+            track=track,
+            stage=str(self.stage.value) if xray else "patches",
+            arch=str(self.arch.value),
+            epochs=int(self.epochs.value),
+            batch_size=int(self.batch_size.value),
+            steps_per_epoch=None if xray else int(self.steps.value),
+            patch_size=int(self.patch_size.value),
+            working_size=int(self.working_size.value),
+            stain="liu" if xray else str(self.stain.value),
+            device=str(self.device.value),
+            num_workers=int(self.workers.value),
+            deterministic=bool(self.deterministic.value),
+        )
 
     def _data(self) -> tuple[str, Any]:
         from ..training.inputs import TrainData
@@ -329,25 +371,13 @@ class TrainWidget(Panel):
             self.runner.fail(exc)
 
     def _start(self) -> None:
-        from ..training.config import TrainConfig
         from ..training.job import train_job
 
         track, data = self._data()
         if str(self.out_dir.value) in ("", "."):
             raise ConfigError("choose a run folder first")
         out = Path(str(self.out_dir.value))
-        config = TrainConfig(
-            track=track,
-            stage=str(self.stage.value) if track == "cxr" else "patches",
-            arch=str(self.arch.value),
-            epochs=int(self.epochs.value),
-            batch_size=int(self.batch_size.value),
-            steps_per_epoch=int(self.steps.value),
-            patch_size=int(self.patch_size.value),
-            working_size=int(self.working_size.value),
-            device=str(self.device.value),
-            num_workers=int(self.workers.value),
-        )
+        config = self.config(track)
         self.history = []
         self.result = None
         self.runner.start(
