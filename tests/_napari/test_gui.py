@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -79,7 +81,7 @@ def test_sample_patches_widget(make_napari_viewer, qtbot, wsi_cohort, tmp_path) 
     row = widget.table.iloc[0]
     np.testing.assert_allclose(layer.data[0][0], [row.y, row.x])
     np.testing.assert_allclose(layer.data_to_world(layer.data[0][0]), level0_to_world([row.y, row.x], slide.mpp))
-    assert "tumour" in widget.counts.value
+    assert "tumour" in widget.counts.value and "no validation slide" in widget.counts.value  # one slide: all train
     # the tissue mask is shown as Labels aligned to the slide: a mask cell centre lands on its level-0 block centre
     tissue = viewer.layers[f"{slide.path.stem} tissue"]
     spacing = tissue.metadata["patchdx"]["grid"]["spacing"][0]
@@ -169,6 +171,7 @@ def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp
     widget = TrainWidget(viewer)
     viewer.window.add_dock_widget(widget)
     assert "cpu" in widget.device.choices
+
     def shown(control) -> bool:  # not hidden by the widget (isVisible also needs every parent on screen)
         return not control.native.isHidden()
 
@@ -197,3 +200,27 @@ def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp
     model, meta = load_checkpoint(widget.result.last)
     assert model.num_classes == 5 and model.in_channels == 1
     assert meta["classes"] == ["nodule", "consolidation", "interstitial_opacity", "pleural_effusion", "pneumothorax"]
+
+
+def test_sample_patches_widget_splits_slides_for_training(make_napari_viewer, qtbot, wsi_cohort) -> None:
+    """With two or more annotated slides the table holds a validation slide, chosen as the core does, so the Train
+    widget accepts it."""
+    from napari_patchdx._napari.widgets import SamplePatchesWidget
+    from napari_patchdx.sampling.splits import hold_out_slides
+
+    viewer = make_napari_viewer()
+    for s in wsi_cohort.slides:
+        viewer.open(str(s.path), plugin="napari-patchdx")
+    widget = SamplePatchesWidget(viewer)
+    widget.slides.value = [s.path.stem for s in wsi_cohort.slides]
+    widget.n.value = 60
+    widget.patch_size.value = 96
+    widget.center_size.value = 48
+    widget.runner.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: widget.table is not None, timeout=120_000)
+    expected = {
+        p.stem: split for p, _, split in hold_out_slides([(s.path, s.annotation_path) for s in wsi_cohort.slides])
+    }
+    got = {Path(p).stem: split for p, split in widget.table.groupby("slide")["split"].first().items()}
+    assert got == {k: v for k, v in expected.items() if k in got} and set(got.values()) == {"train", "val"}
+    assert "validation" in widget.counts.value and "no validation" not in widget.counts.value

@@ -157,6 +157,10 @@ class SamplePatchesWidget(Panel):
             raise ConfigError("choose slide layers or a folder of slides first")
         geometry = PatchGeometry(int(self.patch_size.value), int(self.center_size.value), float(self.mpp.value) or None)
         method = str(self.method.value)
+        try:  # per-slide splits as the Train widget and the core choose them, so the table trains and validates
+            splits = {file_name(p): split for p, _, split in hold_out_slides(pairs, seed=int(self.seed.value))}
+        except ConfigError:  # fewer than two slides with ground truth: every patch is a training patch
+            splits = None
         kwargs = {
             "method": method,
             "n": int(self.n.value),
@@ -164,6 +168,7 @@ class SamplePatchesWidget(Panel):
             "seed": int(self.seed.value),
             "jitter": float(self.jitter.value),
             "min_tissue": float(self.min_tissue.value),
+            "splits": splits,
         }
         self.table = None
         self.runner.start(lambda: sample_slides_job(pairs, **kwargs), self._on_done, self._on_partial)
@@ -191,7 +196,9 @@ class SamplePatchesWidget(Panel):
             self.counts.value = f"{len(table)} patches: {n_pos} lesion ({per_class}), {len(table) - n_pos} normal"
             self._show_cxr_boxes(table, classes)
             return
-        self.counts.value = f"{len(table)} patches: {n_pos} tumour, {len(table) - n_pos} normal"
+        by_split = table["split"].value_counts()
+        held = f"{int(by_split.get('val', 0))} validation" if "val" in by_split else "no validation slide"
+        self.counts.value = f"{len(table)} patches: {n_pos} tumour, {len(table) - n_pos} normal; {held}"
         for path, rows in table.groupby("slide", sort=False):
             with open_slide(path) as slide:
                 layer = patches_layer(rows, slide.level_downsamples, slide.mpp, name=f"{file_name(path)} patches")

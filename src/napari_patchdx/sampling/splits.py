@@ -54,17 +54,18 @@ def assign_splits(
 
 
 def hold_out_slides(
-    slides: Sequence[tuple[str | os.PathLike[str], str | os.PathLike[str] | None]], *, seed: int = 0
-) -> list[tuple[Path, Path | None, str]]:
+    slides: Sequence[tuple[str | os.PathLike[str], Any]], *, seed: int = 0
+) -> list[tuple[Path, Any, str]]:
     """``(slide, ground truth or None)`` pairs as ``(slide, ground truth, split)``: about a quarter held out for
     validation (``"val"``, the rest ``"train"``), stratified by ground truth, with at least one tumour slide on each
     side (balanced sampling needs tumour in both). Slides are told apart by their name
-    (:func:`~napari_patchdx.io.names.file_name`).
+    (:func:`~napari_patchdx.io.names.file_name`). The ground truth is a file (returned as a Path) or any object,
+    e.g. an annotation set drawn in a viewer (returned as given); only whether there is one matters.
 
     Raises:
         ConfigError: fewer than two slides with ground truth.
     """
-    pairs = [(Path(p), None if a is None else Path(a)) for p, a in slides]
+    pairs = [(Path(p), Path(a) if isinstance(a, str | os.PathLike) else a) for p, a in slides]
     tumour = [file_name(p) for p, a in pairs if a is not None]
     if len(tumour) < 2:
         raise ConfigError(
