@@ -65,6 +65,19 @@ def test_job_defaults_are_the_settings_defaults(cls: type) -> None:
             assert default == getattr(defaults, name), f"{job.__module__}.{job.__qualname__}({name}=...)"
 
 
+def test_settings_objects_are_the_jobs_keyword_arguments() -> None:
+    """What a stage passes on with ``**settings.<...>_options()`` is exactly parameters of its job."""
+    for options, job in (
+        (EvaluateSettings().slide_options(), evaluate_slides_job),
+        (DistributedSettings().job_options(), heatmaps_job),
+        (InferSettings().heatmap_options(), slide_heatmap_job),
+    ):
+        parameters = inspect.signature(job).parameters
+        assert options and set(options) <= set(parameters), job.__qualname__
+        assert all(parameters[k].default == v for k, v in options.items()), job.__qualname__
+    assert set(EvaluateSettings().slide_options()) == {f.name for f in dataclasses.fields(EvaluateSettings)}
+
+
 def _subparser(command: str) -> argparse.ArgumentParser:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..evaluation.settings import EvaluateSettings
-from ..inference.settings import DistributedSettings, InferSettings
+from ..inference.settings import HEATMAP_OPTIONS, DistributedSettings, InferSettings
 from ..reporting.settings import ReportSettings
 from ..sampling.settings import SampleSettings
 from ..training.config import TrainConfig
@@ -14,8 +14,6 @@ from ..versions import __version__
 from .data import demo_command, froc_command, info_command, synth_command
 from .options import add_mpp_option, add_setting_options
 from .stages import (
-    EVALUATE_OPTIONS,
-    INFER_OPTIONS,
     evaluate_command,
     infer_command,
     report_command,
@@ -101,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_options(p)
     p.add_argument("--checkpoint", action="append", default=[], help="checkpoint (repeat for an ensemble)")
     p.add_argument("--out", default=None, help="output folder")
-    add_setting_options(p, InferSettings, INFER_OPTIONS)
+    add_setting_options(p, InferSettings, HEATMAP_OPTIONS)
     add_setting_options(p, DistributedSettings)
     add_mpp_option(p)
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:<index> or mps (default: auto)")
@@ -121,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cams", default=None, help="X-rays: folder of <image>.cam.ome.tif")
     p.add_argument("--cohort", default=None, help="X-rays: the cohort folder (labels.csv, lesions.csv)")
     p.add_argument("--checkpoint", default=None, help="X-rays: checkpoint whose Youden thresholds to use")
-    add_setting_options(p, EvaluateSettings, EVALUATE_OPTIONS)
+    add_setting_options(p, EvaluateSettings)
     add_mpp_option(p, also="the FROC protocol's too (CAMELYON16: 0.243)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.set_defaults(func=evaluate_command)

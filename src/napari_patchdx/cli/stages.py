@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluation.settings import EvaluateSettings
-from ..inference.settings import DistributedSettings, InferSettings
+from ..inference.settings import HEATMAP_OPTIONS, DistributedSettings, InferSettings
 from ..reporting.settings import ReportSettings
 from ..sampling.settings import SampleSettings
 from .bar import drive
@@ -22,13 +22,6 @@ from .options import UsageError, mpp_from_args, settings_from_args
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 """A single input with one of these suffixes is a pipeline configuration."""
-
-INFER_OPTIONS = ("tta", "stride", "batch_size", "min_tissue")
-"""The infer settings the command takes with explicit inputs (checkpoint and splits concern a run's folders)."""
-
-EVALUATE_OPTIONS = ("nms_threshold", "nms_radius_um", "level", "score", "n_boot")
-"""The evaluate settings the command takes as their own options; the FROC protocol's microns per pixel are the
-slides', given by ``--mpp``."""
 
 
 def is_config(inputs: Sequence[str]) -> bool:
@@ -175,21 +168,16 @@ def infer_command(args: argparse.Namespace) -> int:
     if slides:
         from ..inference.distributed_heatmaps import heatmaps_job
 
-        settings = settings_from_args(InferSettings, args, INFER_OPTIONS)
+        settings = settings_from_args(InferSettings, args, HEATMAP_OPTIONS)
         where = settings_from_args(DistributedSettings, args)
         job = heatmaps_job(
             slides,
             [Path(c) for c in args.checkpoint],
             out,
-            workers=where.workers,
-            scheduler=where.scheduler,
-            retries=where.retries,
             device=args.device,
-            tta=settings.tta,
-            stride=settings.stride,
-            batch_size=settings.batch_size,
-            min_tissue=settings.min_tissue,
             mpp=mpp,
+            **where.job_options(),
+            **settings.heatmap_options(),
         )
         results = drive(job, "heatmaps")
         for res in results:
@@ -214,7 +202,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
 
     if not args.out:
         raise UsageError("evaluate: give a configuration file, or --out DIR with --heatmaps or --cams")
-    settings = settings_from_args(EvaluateSettings, args, EVALUATE_OPTIONS)
+    settings = settings_from_args(EvaluateSettings, args)
     if args.heatmaps:
         from ..io.detect import slide_inputs
 
@@ -225,13 +213,9 @@ def evaluate_command(args: argparse.Namespace) -> int:
             slides,
             args.heatmaps,
             args.out,
-            nms_threshold=settings.nms_threshold,
-            nms_radius_um=settings.nms_radius_um,
-            level=settings.level,
             mpp=mpp_from_args(args, slides),
-            score=settings.score,
-            n_boot=settings.n_boot,
             seed=args.seed,
+            **settings.slide_options(),
         )
     elif args.cams:
         if not args.cohort:

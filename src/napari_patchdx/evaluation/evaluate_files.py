@@ -77,12 +77,8 @@ def evaluate(
             predictions,
             out,
             annotations=annotations,
-            nms_threshold=settings.nms_threshold,
-            nms_radius_um=settings.nms_radius_um,
-            level=settings.level,
             mpp=mpp,
-            score=settings.score,
-            n_boot=settings.n_boot,
             seed=seed,
+            **settings.slide_options(),
         )
     return run_job(job, on_progress)

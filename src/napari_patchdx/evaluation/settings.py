@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._config import about, integer, number
 from ..errors import ConfigError
@@ -39,3 +41,8 @@ class EvaluateSettings:
         if not (isinstance(self.score, str) and re.fullmatch(r"max|top[1-9][0-9]*", self.score)):
             raise ConfigError(f"evaluate.score must be 'max' or 'top<k>' (e.g. 'top10'), got {self.score!r}")
         self.n_boot = integer("evaluate.n_boot", self.n_boot, 0)  # type: ignore[assignment]
+
+    def slide_options(self) -> dict[str, Any]:
+        """Every field, as keyword arguments of :func:`~napari_patchdx.evaluation.evaluate_slides_job` (the X-ray
+        evaluation takes ``n_boot`` only)."""
+        return dataclasses.asdict(self)

@@ -4,12 +4,18 @@ configuration, the ``infer`` command's options and the inference widget's defaul
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .._config import about, boolean, choice, integer, number, text
 from ..errors import ConfigError
 from ..sampling.splits import SPLITS
+
+HEATMAP_OPTIONS: tuple[str, ...] = ("tta", "stride", "batch_size", "min_tissue")
+"""The :class:`InferSettings` that are keyword arguments of the heatmap job (``checkpoint`` and ``splits`` choose a
+run's model and slides)."""
 
 
 @dataclass
@@ -43,6 +49,11 @@ class InferSettings:
         if self.min_tissue > 1:
             raise ConfigError(f"infer.min_tissue must be in [0, 1], got {self.min_tissue}")
 
+    def heatmap_options(self) -> dict[str, Any]:
+        """The :data:`HEATMAP_OPTIONS` as keyword arguments of
+        :func:`~napari_patchdx.inference.heatmaps.slide_heatmap_job` (and of ``heatmaps_job``, which passes them on)."""
+        return {name: getattr(self, name) for name in HEATMAP_OPTIONS}
+
 
 @dataclass
 class DistributedSettings:
@@ -60,3 +71,7 @@ class DistributedSettings:
         self.workers = integer("distributed.workers", self.workers, 0)  # type: ignore[assignment]
         self.scheduler = text("distributed.scheduler", self.scheduler, optional=True)
         self.retries = integer("distributed.retries", self.retries, 0)  # type: ignore[assignment]
+
+    def job_options(self) -> dict[str, Any]:
+        """Every field, as keyword arguments of :func:`~napari_patchdx.inference.distributed_heatmaps.heatmaps_job`."""
+        return dataclasses.asdict(self)

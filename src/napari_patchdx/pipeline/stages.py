@@ -145,20 +145,14 @@ def _infer_stage(ctx: StageContext) -> Job[list[Path]]:
     if config.track == "slides":
         from ..inference.distributed_heatmaps import heatmaps_job
 
-        settings = config.infer
         job = heatmaps_job(
             [it.path for it in items],
             [checkpoint],
             out,
-            workers=config.distributed.workers,
-            scheduler=config.distributed.scheduler,
-            retries=config.distributed.retries,
             device=ctx.device,
-            tta=settings.tta,
-            stride=settings.stride,
-            batch_size=settings.batch_size,
-            min_tissue=settings.min_tissue,
             mpp=config.mpp,
+            **config.distributed.job_options(),
+            **config.infer.heatmap_options(),
         )
         yield from relay(job, 0.0, 1.0)
         return [heatmap_paths(out, it.name)[key] for it in items for key in ("final", "sidecar")]
@@ -185,13 +179,9 @@ def _evaluate_stage(ctx: StageContext) -> Job[list[Path]]:
             ctx.run_dir / "infer",
             out,
             annotations={it.name: it.truth for it in items},
-            nms_threshold=settings.nms_threshold,
-            nms_radius_um=settings.nms_radius_um,
-            level=settings.level,
             mpp=config.mpp,
-            score=settings.score,
-            n_boot=settings.n_boot,
             seed=config.seed,
+            **settings.slide_options(),
         )
     else:
         from ..models.checkpoint import checkpoint_thresholds
