@@ -10,11 +10,13 @@ per-slide stain. The ``"hard"`` profile draws its tumours, mimics, artefacts and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ...io.annotations.polygon import points_in_polygon, polygon_area
-from .data_model import CENTRES, PEN_INKS, PROFILES, Artefacts, Mimic, PenStroke, SlideSpec, StainParams
+from .data_model import CENTRES, PEN_INKS, PROFILES, PenStroke, SlideSpec, StainParams
 from .layout_hard import artefact_layout, centre_stain, hard_tumour_layout, mimic_layout
 from .noise import MASK64
 from .placement import LayoutError, TumourPlacer
@@ -233,36 +235,33 @@ def make_slide_spec(
     height, width, tile = int(height), int(width), int(tile)
     rng = np.random.default_rng(np.random.SeedSequence([int(seed) & MASK64, 0x5EED]))
     stain = _random_stain(rng)
-    tumours: list[np.ndarray] = []
-    kinds: list[str] = []
-    exclusions: list[np.ndarray] = []
-    pens: list[PenStroke] = []
+
+    def layout() -> dict[str, Any]:
+        sections, inners = _place_tissue(rng, height, width, mpp, tissue_fraction)
+        tumours, kinds, exclusions = _tumour_layout(rng, sections, mpp) if tumor else ([], [], [])
+        pens = _pen_layout(rng, height, width, mpp, sections) if pen_marks else []
+        return {
+            "tissue": tuple(sections),
+            "tissue_inner": tuple(inners),
+            "tumors": tuple(tumours),
+            "tumor_kinds": tuple(kinds),
+            "exclusions": tuple(exclusions),
+            "pens": tuple(pens),
+        }
+
+    parts = _attempts(layout, height, width, mpp)
+    return SlideSpec(height=height, width=width, mpp=float(mpp), seed=int(seed), tile=tile, stain=stain, **parts)
+
+
+def _attempts(layout: Callable[[], dict[str, Any]], height: int, width: int, mpp: float) -> dict[str, Any]:
+    """``layout()`` up to four times: a placement that does not fit raises LayoutError and is drawn again from the
+    same random stream. Raises ValueError naming the slide's size when no attempt fits."""
     for _attempt in range(4):
         try:
-            sections, inners = _place_tissue(rng, height, width, mpp, tissue_fraction)
-            if tumor:
-                tumours, kinds, exclusions = _tumour_layout(rng, sections, mpp)
-            if pen_marks:
-                pens = _pen_layout(rng, height, width, mpp, sections)
-            break
+            return layout()
         except LayoutError as err:
             last = err
-    else:
-        raise ValueError(f"{height} x {width} px at {mpp} um/px: {last}")
-    return SlideSpec(
-        height=height,
-        width=width,
-        mpp=float(mpp),
-        seed=int(seed),
-        tile=tile,
-        stain=stain,
-        tissue=tuple(sections),
-        tissue_inner=tuple(inners),
-        tumors=tuple(tumours),
-        tumor_kinds=tuple(kinds),
-        exclusions=tuple(exclusions),
-        pens=tuple(pens),
-    )
+    raise ValueError(f"{height} x {width} px at {mpp} um/px: {last}")
 
 
 def _hard_spec(
@@ -279,43 +278,26 @@ def _hard_spec(
     """The ``"hard"`` profile's spec (arguments already checked); its own random stream."""
     rng = np.random.default_rng(np.random.SeedSequence([seed & MASK64, 0x5EED, 0x4A2D]))
     stain = centre_stain(rng, centre)
-    tumours: list[np.ndarray] = []
-    kinds: list[str] = []
-    exclusions: list[np.ndarray] = []
-    contrast: list[float] = []
-    pens: list[PenStroke] = []
-    mimics: list[Mimic] = []
-    artefacts = Artefacts()
-    for _attempt in range(4):
-        try:
-            sections, inners = _place_tissue(rng, height, width, mpp, tissue_fraction)
-            if tumor:
-                tumours, kinds, exclusions, contrast = hard_tumour_layout(rng, sections, mpp)
-            mimics = mimic_layout(rng, sections, mpp, tumours)
-            artefacts = artefact_layout(rng, height, width, mpp, sections)
-            if pen_marks:
-                pens = _pen_layout(rng, height, width, mpp, sections)
-            break
-        except LayoutError as err:
-            last = err
-    else:
-        raise ValueError(f"{height} x {width} px at {mpp} um/px: {last}")
+
+    def layout() -> dict[str, Any]:
+        sections, inners = _place_tissue(rng, height, width, mpp, tissue_fraction)
+        tumours, kinds, exclusions, contrast = hard_tumour_layout(rng, sections, mpp) if tumor else ([], [], [], [])
+        mimics = mimic_layout(rng, sections, mpp, tumours)
+        artefacts = artefact_layout(rng, height, width, mpp, sections)
+        pens = _pen_layout(rng, height, width, mpp, sections) if pen_marks else []
+        return {
+            "tissue": tuple(sections),
+            "tissue_inner": tuple(inners),
+            "tumors": tuple(tumours),
+            "tumor_kinds": tuple(kinds),
+            "exclusions": tuple(exclusions),
+            "pens": tuple(pens),
+            "tumor_contrast": tuple(contrast),
+            "mimics": tuple(mimics),
+            "artefacts": artefacts,
+        }
+
+    parts = _attempts(layout, height, width, mpp)
     return SlideSpec(
-        height=height,
-        width=width,
-        mpp=mpp,
-        seed=seed,
-        tile=tile,
-        stain=stain,
-        tissue=tuple(sections),
-        tissue_inner=tuple(inners),
-        tumors=tuple(tumours),
-        tumor_kinds=tuple(kinds),
-        exclusions=tuple(exclusions),
-        pens=tuple(pens),
-        profile="hard",
-        centre=centre,
-        tumor_contrast=tuple(contrast),
-        mimics=tuple(mimics),
-        artefacts=artefacts,
+        height=height, width=width, mpp=mpp, seed=seed, tile=tile, stain=stain, profile="hard", centre=centre, **parts
     )
