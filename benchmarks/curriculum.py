@@ -24,39 +24,22 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP
 
 import numpy as np
 import pandas as pd
-import torch
+from _claims_xray import epochs_to_target, test_scores  # the benchmarks' shared X-ray helpers
 
 from napari_patchdx.evaluation.xray_metrics import multilabel_auroc
-from napari_patchdx.models.checkpoint import load_checkpoint
 from napari_patchdx.progress import run_job
 from napari_patchdx.sampling.splits import assign_splits
 from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
 from napari_patchdx.synth.cxr.data_model import CXR_CLASSES
 from napari_patchdx.training.config import TrainConfig
-from napari_patchdx.training.datasets import WholeImageDataset
 from napari_patchdx.training.inputs import TrainData
 from napari_patchdx.training.job import train_job
-from napari_patchdx.transforms.compose import cxr_eval_transforms
 
 
 def _test_auroc(checkpoint: Path, root: Path, table: pd.DataFrame, size: int) -> dict[str, float]:
-    model, _ = load_checkpoint(checkpoint)
-    ds = WholeImageDataset(
-        [root / p for p in table["png"]], table[list(CXR_CLASSES)].to_numpy(), size, cxr_eval_transforms()
-    )
-    with torch.no_grad():
-        scores = torch.cat([torch.sigmoid(model(ds[i][0][None])) for i in range(len(ds))]).numpy()
+    scores = test_scores(checkpoint, root, table, size)
     result = multilabel_auroc(table[list(CXR_CLASSES)].to_numpy(), scores, CXR_CLASSES, n_boot=200)
     return {k: v[0] for k, v in result.items()}
-
-
-def _epochs_to_target(history: list[dict], target: float) -> float:
-    whole = [h for h in history if h["stage"] == "whole"]
-    for k, h in enumerate(whole, start=1):
-        mean = (h.get("val_auroc") or {}).get("mean")
-        if mean is not None and np.isfinite(mean) and mean >= target:
-            return float(k)
-    return float("nan")  # never reached
 
 
 def _finite(value: float) -> float | None:
@@ -106,7 +89,7 @@ def main() -> None:
                     {
                         "seed": seed,
                         "arm": arm,
-                        "epochs_to_target": _epochs_to_target(result.history, args.target),
+                        "epochs_to_target": epochs_to_target(result.history, args.target),
                         "seconds": seconds,
                         **{f"test_{k}": v for k, v in test_auc.items()},
                     }
