@@ -78,7 +78,8 @@ class EvaluateWidget(Panel):
             EvaluateSettings, "nms_radius_um", "NMS radius (um)", min=0.0, max=10_000.0, step=10.0
         )
         self.level = setting_control(EvaluateSettings, "level", "FROC mask level", min=0, max=12)
-        self.mpp = FloatSpinBox(label="FROC um/px (0 = slides')", min=0.0, max=64.0, step=0.001, value=0.0)
+        self.mpp = FloatSpinBox(label="slides' um/px (0 = from the files)", min=0.0, max=64.0, step=0.001, value=0.0)
+        self.mpp.tooltip = "level-0 micrometres per pixel of slides whose files lack it; also the FROC protocol's"
         self.n_boot = setting_control(EvaluateSettings, "n_boot", "bootstrap resamples", min=0, max=100_000)
         self.runner = JobRunner("Evaluate")
         self.summary = StatusLine()
@@ -210,20 +211,19 @@ class EvaluateWidget(Panel):
 
     def _start(self) -> None:
         source = str(self.source.value)
-        common = {"n_boot": int(self.n_boot.value)}
-        slide_params = {
-            "nms_threshold": float(self.threshold.value),
-            "nms_radius_um": float(self.radius.value),
-            "level": int(self.level.value),
-        }
+        settings = EvaluateSettings(  # checked as a configuration's or the command's would be
+            nms_threshold=float(self.threshold.value),
+            nms_radius_um=float(self.radius.value),
+            level=int(self.level.value),
+            n_boot=int(self.n_boot.value),
+        )
+        slide_params = settings.slide_options()
         if source == SOURCES[0]:
             if not self.heatmaps.value:
                 raise ConfigError("choose heatmap layers first")
             inputs = self._slide_inputs()
             mpp = float(self.mpp.value) or None  # None: the slides' own, as the core decides (refused if they differ)
-            self.runner.start(
-                lambda: evaluate_slide_inputs_job(inputs, mpp=mpp, **slide_params, **common), self._on_slides
-            )
+            self.runner.start(lambda: evaluate_slide_inputs_job(inputs, mpp=mpp, **slide_params), self._on_slides)
             return
         out = _path(self.out_dir)
         if out is None:
@@ -241,16 +241,16 @@ class EvaluateWidget(Panel):
             mpp = float(self.mpp.value) or None
             slides = [p for p, _ in pairs]
             self.runner.start(
-                lambda: evaluate_slides_job(
-                    slides, heat_dir, out, annotations=annotations, mpp=mpp, **slide_params, **common
-                ),
+                lambda: evaluate_slides_job(slides, heat_dir, out, annotations=annotations, mpp=mpp, **slide_params),
                 lambda metrics: self._on_slide_folder(metrics, out),
             )
             return
         cohort, preds = _path(self.cohort_dir), _path(self.predictions_dir)
         if cohort is None or preds is None:
             raise ConfigError("choose the X-ray cohort and the predictions folder")
-        self.runner.start(lambda: evaluate_cxr_job(preds, cohort, out, **common), lambda m: self._on_cxr(m, out))
+        self.runner.start(
+            lambda: evaluate_cxr_job(preds, cohort, out, n_boot=settings.n_boot), lambda m: self._on_cxr(m, out)
+        )
 
     # ------------------------------------------------------------------------------------------ results
     def _on_slides(self, result: SlidesEvaluation) -> None:

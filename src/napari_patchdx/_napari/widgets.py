@@ -25,6 +25,7 @@ from qtpy.QtWidgets import QSizePolicy
 
 from ..errors import ConfigError
 from ..io.annotations.model import AnnotationSet
+from ..io.cohort import cohort_folder
 from ..io.detect import annotations_beside, slides_in_folder
 from ..io.names import file_name
 from ..layerdata import boxes_layer, patches_layer, tissue_layer
@@ -123,8 +124,8 @@ class SamplePatchesWidget(Panel):
         return pairs
 
     def _cxr_folder(self) -> Path | None:
-        folder = Path(str(self.folder.value)) if str(self.folder.value) not in ("", ".") else None
-        return folder if folder is not None and (folder / "labels.csv").is_file() else None
+        folder = str(self.folder.value)
+        return cohort_folder(folder) if folder not in ("", ".") else None
 
     def run(self) -> None:
         """Start sampling in a worker: slides (layers or a folder), or a chest X-ray cohort folder (labels.csv).

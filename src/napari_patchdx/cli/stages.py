@@ -15,6 +15,7 @@ from typing import Any
 
 from ..evaluation.settings import EvaluateSettings
 from ..inference.settings import HEATMAP_OPTIONS, DistributedSettings, InferSettings
+from ..io.cohort import cohort_folder
 from ..reporting.settings import ReportSettings
 from ..sampling.settings import SampleSettings
 from .bar import drive
@@ -94,11 +95,11 @@ def sample_command(args: argparse.Namespace) -> int:
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise UsageError(f"{out}: the patch table is written as .csv or .parquet")
     settings = settings_from_args(SampleSettings, args)
-    first = Path(args.inputs[0])
-    if len(args.inputs) == 1 and (first / "labels.csv").is_file():
+    cohort = cohort_folder(args.inputs)
+    if cohort is not None:
         mpp_from_args(args, [])  # X-rays have no microns per pixel: --mpp is refused
         job = sample_cxr_job(
-            first,
+            cohort,
             n=settings.n,
             patch_size=args.patch_size or DEFAULT_PATCH_SIZE["cxr"],
             working_size=args.working_size,

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..io.cohort import cohort_folder
 from ..io.detect import slide_inputs
 from ..progress import Progress, run_job
 from ..sampling.sources import SlideMpp
@@ -60,20 +60,20 @@ def evaluate(
         ConfigError: a bad setting, or a slide-only option given for X-rays (or the reverse).
     """
     settings = settings or EvaluateSettings()
-    paths = [Path(inputs)] if isinstance(inputs, str | os.PathLike) else [Path(p) for p in inputs]
-    if len(paths) == 1 and (paths[0] / "labels.csv").is_file():
+    cohort = cohort_folder(inputs)
+    if cohort is not None:
         if annotations is not None or mpp is not None:
             raise ConfigError(
                 "annotations and mpp are for slides; a chest X-ray cohort's ground truth is its labels.csv"
             )
         job = evaluate_cxr_job(
-            predictions, paths[0], out, images=images, thresholds=thresholds, n_boot=settings.n_boot, seed=seed
+            predictions, cohort, out, images=images, thresholds=thresholds, n_boot=settings.n_boot, seed=seed
         )
     else:
         if images is not None or thresholds is not None:
             raise ConfigError("images and thresholds are for a chest X-ray cohort, not for slides")
         job = evaluate_slides_job(
-            [p for p, _ in slide_inputs(paths)],
+            [p for p, _ in slide_inputs([inputs] if isinstance(inputs, str | os.PathLike) else inputs)],
             predictions,
             out,
             annotations=annotations,

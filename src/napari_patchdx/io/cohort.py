@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,13 +19,21 @@ import pandas as pd
 
 from ..errors import InputFileError
 
-__all__ = ["LABELS_NAME", "LESIONS_NAME", "LesionBox", "read_labels", "read_lesions"]
+__all__ = ["LABELS_NAME", "LESIONS_NAME", "LesionBox", "cohort_folder", "read_labels", "read_lesions"]
 
 LABELS_NAME = "labels.csv"
 LESIONS_NAME = "lesions.csv"
 #: columns of ``labels.csv`` that are not classes
 LABEL_RESERVED = ("image", "png", "dcm", "split")
 LESION_COLUMNS = ("image", "class", "y0", "x0", "y1", "x1")
+
+
+def cohort_folder(inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> Path | None:
+    """The chest X-ray cohort folder when ``inputs`` is one folder holding ``labels.csv``, else None (slides)."""
+    paths = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
+    if len(paths) == 1 and (Path(paths[0]) / LABELS_NAME).is_file():
+        return Path(paths[0])
+    return None
 
 
 @dataclass(frozen=True)

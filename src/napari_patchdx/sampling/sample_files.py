@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 
+from ..io.cohort import cohort_folder
 from ..io.detect import slide_inputs
 from ..progress import Progress, run_job
 from .job import sample_cxr_job, sample_slides_job
@@ -61,14 +61,14 @@ def sample(
         ConfigError: a bad setting, or no tumour annotations for the balanced sampler.
     """
     settings = settings or SampleSettings()
-    paths = [Path(inputs)] if isinstance(inputs, str | os.PathLike) else [Path(p) for p in inputs]
-    if len(paths) == 1 and (paths[0] / "labels.csv").is_file():
+    cohort = cohort_folder(inputs)
+    if cohort is not None:
         job = sample_cxr_job(
-            paths[0], n=settings.n, patch_size=patch_size, working_size=working_size, seed=seed, splits=splits
+            cohort, n=settings.n, patch_size=patch_size, working_size=working_size, seed=seed, splits=splits
         )
     else:
         job = sample_slides_job(
-            slide_inputs(paths),
+            slide_inputs([inputs] if isinstance(inputs, str | os.PathLike) else inputs),
             method=settings.method,
             n=settings.n,
             geometry=geometry,
