@@ -96,14 +96,22 @@ def hard_negative_train_job(
     }
     for i, (path, truth) in enumerate(training_slides):
         name = file_name(path)
-        heat = yield from relay(
-            slide_heatmap_job(path, [round1.best], out / "round1" / "heatmaps", tta=False, device=device, mpp=data.mpp),
+        source = SlideSource.prepare(path, truth, mpp=data.mpp, split="train")
+        sources.append(source)
+        heat = yield from relay(  # on the tissue mask just detected: tissue detection once per slide
+            slide_heatmap_job(
+                path,
+                [round1.best],
+                out / "round1" / "heatmaps",
+                tta=False,
+                device=device,
+                mpp=data.mpp,
+                tissue=source.tissue,
+            ),
             0.45 + 0.1 * i / n,
             0.45 + 0.1 * (i + 1) / n,
             prefix=f"mapping {name}: ",
         )
-        source = SlideSource.prepare(path, truth, mpp=data.mpp, split="train")
-        sources.append(source)
         region = hard_negative_regions(heat.heatmap, heat.grid, source, config.hard_negative_threshold)
         cells = 0 if region is None else int(region.mask.sum())
         cell_mm2 = heat.grid.spacing[0] * heat.grid.spacing[1] * (heat.grid.mpp or 0.0) ** 2 / 1e6
