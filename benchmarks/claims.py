@@ -18,7 +18,9 @@ difference per size, epochs to the validation target per arm, and ``xray_min_cla
 curriculum models at the largest size).
 
 Run: .venv/bin/python benchmarks/claims.py [--quick | --smoke] [--seeds 3] [--device cpu|cuda] [--out DIR]
-Prints a table and, as its last line, one JSON object. Nothing here asserts which arm wins. Nulls carry a reason
+[--plots DIR]
+Prints a table and, as its last line, one JSON object (``--plots``: then writes the figures of ``_claims_plots``
+there and prints their paths to stderr). Nothing here asserts which arm wins. Nulls carry a reason
 in ``null_reasons``.
 """
 
@@ -40,6 +42,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: idle OpenMP
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _claims_plots as cp
 import _claims_slides as cs
 import _claims_stats as st
 import _claims_xray as cx
@@ -368,7 +371,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda to add the architecture arm")
     parser.add_argument("--out", default=None, help="keep the cohorts and runs here (default: a temporary folder)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["slides", "xray"], help="arms to leave out")
+    parser.add_argument("--plots", type=Path, default=None, help="also write the PNG figures of the claims here")
     args = parser.parse_args(argv)
+    if args.plots is not None:
+        args.plots.mkdir(parents=True, exist_ok=True)  # a bad folder fails now, not after the run
     sizes = SMOKE if args.smoke else QUICK if args.quick else FULL
     if args.seeds is not None:
         sizes = Sizes(sizes.slides, sizes.xray, args.seeds, sizes.n_boot)
@@ -408,7 +414,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "n_boot": sizes.n_boot,
         "timings_s": timings,
     }
-    print(json.dumps(result, allow_nan=False))
+    print(json.dumps(result, allow_nan=False), flush=True)
+    if args.plots is not None:  # after the JSON line (stays last on stdout); the paths go to stderr
+        for path in cp.plot_claims(result, args.plots):
+            print(f"plot: {path}", file=sys.stderr)
     return result
 
 
