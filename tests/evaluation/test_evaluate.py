@@ -938,3 +938,68 @@ def test_outcome_points_layer_and_layer_conversions() -> None:
         points_from_layer(
             pts.yx, {"probability": pts.probability * 2}, {"patchdx": {"frame": "level0"}}, (1, 1), (0, 0)
         )
+
+
+# ============================================================================ the "normal" annotation class
+
+
+def test_normal_regions_are_not_tumour_in_the_evaluation(tmp_path: Path) -> None:
+    """The hand-computed case again, with normal regions drawn where two false positives lie: had they counted as
+    tumour, (14, 2) on tumor_a would be a hit and normal_b a tumour slide. The results are exactly the same."""
+    import csv as _csv
+    import warnings
+
+    from napari_patchdx.io.annotations.asap import write_asap_xml
+    from napari_patchdx.io.annotations.model import NORMAL
+
+    case = build_slide_case(tmp_path)
+    slides_dir = tmp_path / "slides"
+    # tumor_a: lesion A, the ITC B, and normal tissue around the 0.7 background cell (14, 2): centre (1856, 320)
+    truth_a = AnnotationSet(
+        [square(256, 256, 768, 768), square(1560, 1560, 1640, 1640), square(1700, 200, 2000, 500, label=NORMAL)]
+    )
+    assert truth_a.rasterize((64, 64), 32).sum() == truth_a.rasterize((64, 64), 32, labels=[TUMOR]).sum()
+    # normal_b: only normal tissue, around its 0.95 cell (10, 4): centre (1344, 576)
+    truth_b = AnnotationSet([square(1200, 400, 1500, 700, label=NORMAL), square(100, 1500, 400, 1900, label=NORMAL)])
+    ann = {
+        "tumor_a": write_asap_xml(truth_a, slides_dir / "tumor_a.xml"),
+        "normal_a": None,
+        "normal_b": write_asap_xml(truth_b, tmp_path / "normal_b.xml"),
+    }
+    out = tmp_path / "evaluate"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no "other classes count as tumour", no "no tumour region"
+        metrics = evaluate_slides(case["slides"], case["heatmaps"], out, annotations=ann, n_boot=200, seed=1)
+    assert metrics["froc"]["score"] == pytest.approx(5 / 6)
+    assert metrics["froc"]["n_lesions"] == 1 and metrics["froc"]["n_itc"] == 1
+    assert metrics["points"]["false_positive"] == 3 and metrics["points"]["hit"] == 2
+    assert metrics["slide_auc"]["auc"] == pytest.approx(0.5)
+    assert (metrics["slide_auc"]["n_tumor"], metrics["slide_auc"]["n_normal"]) == (1, 2)
+    rows = {r["slide"]: r for r in _csv.DictReader((out / "slides.csv").open())}
+    assert (rows["tumor_a"]["label"], rows["tumor_a"]["false_positives"], rows["tumor_a"]["lesions"]) == (
+        "tumor",
+        "1",
+        "1",
+    )
+    assert (rows["normal_b"]["label"], rows["normal_b"]["false_positives"], rows["normal_b"]["lesions"]) == (
+        "normal",
+        "1",
+        "0",
+    )
+    assert metrics["inputs"]["annotations"]["normal_b"] == str(tmp_path / "normal_b.xml")
+    assert (out / "thumbs" / "normal_b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the evaluation mask of the annotations alone: the normal square is no lesion
+    labels, _, _ = evaluation_mask(truth_a, (2048, 2048), 5, SLIDE_MPP)
+    assert labels[1856 // 32, 320 // 32] == 0 and labels[448 // 32, 448 // 32] > 0
+    # an annotation file without any tumour or normal region makes a normal slide, with a warning that says so
+    excl_only = write_asap_xml(AnnotationSet([square(0, 0, 64, 64, label=EXCLUSION)]), tmp_path / "excl.xml")
+    with pytest.warns(UserWarning, match=r"excl\.xml: .*no tumour region .*counts as a normal slide"):
+        again = evaluate_slides(
+            case["slides"], case["heatmaps"], tmp_path / "again", annotations={**ann, "normal_a": excl_only}, n_boot=0
+        )
+    assert again["froc"]["n_lesions"] == 1 and again["points"]["false_positive"] == 3
+    assert {r["slide"]: r["label"] for r in _csv.DictReader((tmp_path / "again" / "slides.csv").open())} == {
+        "tumor_a": "tumor",
+        "normal_a": "normal",
+        "normal_b": "normal",
+    }

@@ -14,7 +14,16 @@ import pytest
 from napari_patchdx import InputFileError
 from napari_patchdx.io.annotations.asap import write_asap_xml
 from napari_patchdx.io.annotations.geojson import write_geojson
-from napari_patchdx.io.annotations.model import EXCLUSION, TUMOR, AnnotationSet, Region, canonical_label
+from napari_patchdx.io.annotations.model import (
+    CLASS_COLORS,
+    EXCLUSION,
+    NORMAL,
+    TUMOR,
+    AnnotationSet,
+    Region,
+    canonical_label,
+    class_color,
+)
 from napari_patchdx.io.annotations.polygon import points_in_polygon, points_in_ring, polygon_area
 from napari_patchdx.io.annotations.raster import fill_polygon
 from napari_patchdx.io.annotations.read import read_annotations
@@ -682,3 +691,111 @@ def test_a_file_with_nothing_usable_is_refused(tmp_path: Path, name: str, text: 
     empty = tmp_path / "empty.xml"  # no annotation at all: an explicitly empty ground truth
     empty.write_text("<ASAP_Annotations><Annotations/></ASAP_Annotations>")
     assert len(read_annotations(empty).regions) == 0
+
+
+# --------------------------------------------------------------------------------------- the "normal" class
+
+
+def _square(y0: float, x0: float, side: float) -> np.ndarray:
+    return np.array([[y0, x0], [y0, x0 + side], [y0 + side, x0 + side], [y0 + side, x0]])
+
+
+def _three_classes() -> AnnotationSet:
+    """A 40 x 40 tumour square (1600 px) overlapped by a 10 x 10 normal square (100 px) and a 10 x 20 exclusion
+    (200 px), and a separate 20 x 20 normal square (400 px): pixel counts known exactly."""
+    return AnnotationSet(
+        [
+            Region(_square(0.0, 0.0, 40.0), label=TUMOR, name="lesion"),
+            Region(_square(0.0, 0.0, 10.0), label=NORMAL, name="inside"),  # 100 px of the tumour
+            Region(np.array([[30.0, 0.0], [30.0, 20.0], [40.0, 20.0], [40.0, 0.0]]), label=EXCLUSION, name="cut"),
+            Region(_square(60.0, 60.0, 20.0), label=NORMAL, name="apart"),
+        ]
+    )
+
+
+def test_normal_synonyms_and_colours() -> None:
+    for name in ("Normal", "negative", "Non-tumor", "NON-TUMOUR", " benign ", "Negative: Stroma"):
+        assert canonical_label(name) == NORMAL, name
+    assert canonical_label("Tumor: Negative") == TUMOR  # a QuPath derived class takes its base class
+    assert CLASS_COLORS == {TUMOR: "#00e5ff", EXCLUSION: "#ffd400", NORMAL: "#34c759"}
+    assert class_color("Benign") == class_color(NORMAL) == "#34c759" and class_color("_2") == "#ffd400"
+    assert class_color("") == "#00e5ff"  # no class is tumour
+    other = class_color("stroma")
+    assert re.fullmatch("#[0-9a-f]{6}", other) and other == class_color("Stroma")
+    assert other not in CLASS_COLORS.values()
+
+
+def test_normal_regions_never_count_as_tumour() -> None:
+    ann = _three_classes()
+    assert [r.name for r in ann.positives] == ["lesion"]
+    assert [r.name for r in ann.normals] == ["inside", "apart"]
+    assert len(ann.exclusions) == 1
+    tumour = ann.rasterize((100, 100), 1.0)
+    assert tumour.sum() == 1600 - 100 - 200
+    assert not tumour[5, 5] and not tumour[35, 5] and tumour[20, 20] and not tumour[70, 70]
+    normal = ann.rasterize((100, 100), 1.0, labels=["Normal"])  # asked for: painted, exclusions still cut out
+    assert normal.sum() == 100 + 400 and normal[5, 5] and normal[70, 70]
+    both = ann.rasterize((100, 100), 1.0, labels=[TUMOR, NORMAL])
+    assert both.sum() == 1600 - 200 + 400
+    assert ann.rasterize((100, 100), 1.0, labels=[TUMOR, EXCLUSION]).sum() == 1600 - 100  # normal still cut
+    # at downsample 10 each output pixel is one 10 x 10 block: the normal block (0, 0) is no tumour
+    coarse = ann.rasterize((10, 10), 10.0)
+    assert coarse.sum() == 16 - 1 - 2 and not coarse[0, 0]
+
+
+def test_rasterize_labels_treats_normal_like_exclusion_unless_asked() -> None:
+    ann = _three_classes()
+    lab = ann.rasterize_labels((100, 100), 1.0, classes=[TUMOR])
+    np.testing.assert_array_equal(lab == 1, ann.rasterize((100, 100), 1.0))
+    lab = ann.rasterize_labels((100, 100), 1.0, classes=["tumor", "normal"])
+    assert (lab == 1).sum() == 1600 - 100 - 200 and (lab == 2).sum() == 100 + 400
+    assert lab[5, 5] == 2 and lab[35, 5] == 0 and lab[70, 70] == 2
+
+
+def test_an_annotation_set_of_only_normal_regions_has_no_positives() -> None:
+    only_normal = AnnotationSet([Region(_square(0.0, 0.0, 40.0), label=NORMAL)])
+    assert only_normal.positives == [] and len(only_normal.normals) == 1
+    assert not only_normal.rasterize((50, 50), 1.0).any()
+
+
+@pytest.mark.parametrize(
+    ("suffix", "writer", "written_class"), [(".xml", write_asap_xml, "normal"), (".geojson", write_geojson, "Normal")]
+)
+def test_normal_class_round_trips_through_both_formats(tmp_path: Path, suffix: str, writer, written_class) -> None:
+    ann = _three_classes()
+    path = writer(ann, tmp_path / f"truth{suffix}")
+    text = path.read_text()
+    if suffix == ".xml":
+        assert text.count('PartOfGroup="normal"') == 2 and '<Group Name="normal"' in text
+        assert 'Color="#2E9AFE"' in text  # normal is blue in ASAP (tumour yellow, exclusion green)
+    else:
+        classes = [f["properties"]["classification"] for f in json.loads(text)["features"]]
+        assert [c["name"] for c in classes] == ["Tumor", written_class, "Exclusion", written_class]
+        assert classes[1]["color"] == [52, 199, 89]
+    back = read_annotations(path)
+    assert [r.label for r in back.regions] == [TUMOR, NORMAL, EXCLUSION, NORMAL]
+    assert [r.name for r in back.normals] == ["inside", "apart"]
+    _same_regions(ann, back, groups=False)
+    np.testing.assert_array_equal(back.rasterize((100, 100), 1.0), ann.rasterize((100, 100), 1.0))
+    # a QuPath file naming the class "Negative" or "Benign" reads as normal and writes back its own name
+    other = tmp_path / f"benign{suffix}"
+    writer(AnnotationSet([Region(_square(0.0, 0.0, 5.0), label=NORMAL, group="Benign")]), other)
+    (region,) = read_annotations(other).regions
+    assert (region.label, region.group) == (NORMAL, "Benign")
+
+
+def test_layer_features_may_be_categorical() -> None:
+    """napari's features table edits the class in a categorical column; a missing class is tumour."""
+    pd = pytest.importorskip("pandas")
+    data, features = to_layer_data(_three_classes())
+    frame = pd.DataFrame(features)
+    frame["label"] = pd.Categorical(frame["label"], categories=["tumor", "exclusion", "normal"])
+    frame.loc[0, "label"] = "normal"  # the user turns the lesion into normal tissue
+    frame.loc[3, "label"] = np.nan  # and clears a class
+    back = from_layer_data(data, frame)
+    assert [r.label for r in back.regions] == [NORMAL, NORMAL, EXCLUSION, TUMOR]
+    as_mapping = {k: (pd.Categorical(v) if k == "label" else v) for k, v in features.items()}
+    assert [r.label for r in from_layer_data(data, as_mapping).regions] == [TUMOR, NORMAL, EXCLUSION, NORMAL]
+    with_na = pd.DataFrame({"label": pd.array([pd.NA, "Benign"], dtype="string")})
+    squares = [_square(0.0, 0.0, 5.0), _square(10.0, 10.0, 5.0)]
+    assert [r.label for r in from_layer_data(squares, with_na).regions] == [TUMOR, NORMAL]

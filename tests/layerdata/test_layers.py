@@ -153,3 +153,75 @@ def test_cam_file_from_infer_opens_aligned_to_its_xray(tmp_path: Path) -> None:
         assert kwargs["scale"] == xray_kwargs["scale"]  # the spacing comes from the source X-ray
         assert kwargs["metadata"]["patchdx"]["probability"] == pytest.approx(float(prediction.probabilities[k]))
     assert layers[1][1]["name"] == f"{png.name.split('.')[0]} CAM mass (p=0.80)"
+
+
+# --------------------------------------------------------------------------------------- ground-truth layers
+
+
+def test_annotation_layer_offers_the_classes_and_colours_each_shape() -> None:
+    from napari_patchdx.io.annotations.model import AnnotationSet, Region
+    from napari_patchdx.layerdata import CLASS_COLORS, DRAW_CLASSES, annotation_layer, class_color
+
+    square = np.array([[0.0, 0.0], [0.0, 800.0], [400.0, 800.0], [400.0, 0.0]])
+    regions = [
+        Region(square, label="tumor"),
+        Region(square + 1000, label="normal"),
+        Region(square + 2000, label="exclusion"),
+        Region(square + 3000, label="stroma"),
+    ]
+    data, kwargs, kind = annotation_layer(AnnotationSet(regions), 0.25, name="gt", slide_path=Path("/s/a.tif"))
+    assert kind == "shapes" and len(data) == 4 and kwargs["ndim"] == 2
+    labels = kwargs["features"]["label"]
+    assert str(labels.dtype) == "category" and list(labels) == ["tumor", "normal", "exclusion", "stroma"]
+    assert tuple(labels.cat.categories) == (*DRAW_CLASSES, "stroma") == ("tumor", "exclusion", "normal", "stroma")
+    assert kwargs["feature_defaults"]["label"] == "tumor" and kwargs["feature_defaults"]["region"] == -1
+    assert kwargs["edge_color"] == ["#00e5ff", "#34c759", "#ffd400", class_color("stroma")]
+    assert CLASS_COLORS["normal"] == "#34c759"
+    assert kwargs["edge_width"] == pytest.approx(3800 / 400)  # 1/400 of the annotations' extent
+    meta = kwargs["metadata"]["patchdx"]
+    assert meta == {"kind": "annotations", "frame": "level0", "mpp": 0.25, "source": None, "slide": "/s/a.tif"}
+    np.testing.assert_allclose(_world(kwargs, (400.0, 800.0)), level0_to_world([400.0, 800.0], 0.25))
+    assert annotation_layer(AnnotationSet(regions[:1]), None)[1]["metadata"]["patchdx"]["slide"] is None
+
+
+def test_unannotated_slide_opens_with_an_empty_ground_truth_layer(tmp_path: Path) -> None:
+    from napari_patchdx.io.slides.open import open_slide
+    from napari_patchdx.layerdata import empty_annotation_layer, slide_file_layers
+    from napari_patchdx.synth.wsi.slide import make_slide
+
+    plain = make_slide(tmp_path / "plain.tif", height=1200, width=2000, mpp=0.5, seed=1, tumor=False).path
+    assert not plain.with_suffix(".xml").exists()
+    (_, slide_kwargs, _), (data, kwargs, kind) = slide_file_layers(plain)
+    assert kind == "shapes" and data == [] and kwargs["name"] == "plain ground truth"
+    assert kwargs["ndim"] == 2 and kwargs["shape_type"] == "polygon"
+    assert len(kwargs["features"]) == 0 and str(kwargs["features"]["label"].dtype) == "category"
+    assert tuple(kwargs["features"]["label"].cat.categories) == ("tumor", "exclusion", "normal")
+    assert kwargs["feature_defaults"]["label"] == "tumor" and kwargs["edge_color"] == "#00e5ff"
+    assert kwargs["edge_width"] == pytest.approx(2000 / 400)
+    meta = kwargs["metadata"]["patchdx"]
+    assert meta == {"kind": "annotations", "frame": "level0", "mpp": 0.5, "source": None, "slide": str(plain)}
+    # the slide's frame: the continuous level-0 centre (y + 0.5, x + 0.5) of pixel (y, x) lands on that pixel
+    for y, x in ((0, 0), (1199, 1999)):
+        np.testing.assert_allclose(_world(kwargs, (y + 0.5, x + 0.5)), _world(slide_kwargs, (y, x)))
+        np.testing.assert_allclose(_world(kwargs, (y + 0.5, x + 0.5)), level0_to_world([y + 0.5, x + 0.5], 0.5))
+    with open_slide(plain, mpp=0.25) as slide:
+        named = empty_annotation_layer(slide, "mine")[1]
+    assert named["name"] == "mine" and named["metadata"]["patchdx"]["mpp"] == 0.25
+    # a broken annotation file beside the slide: a warning names it, and the layer is still there to draw in
+    plain.with_suffix(".xml").write_text("<ASAP_Annotations><Annotations>")
+    with pytest.warns(UserWarning, match=r"plain\.xml: ground truth not shown"):
+        layers = slide_file_layers(plain)
+    assert [kw["name"] for _, kw, _ in layers] == ["plain", "plain ground truth"] and layers[1][0] == []
+
+
+def test_annotated_slide_opens_with_its_ground_truth(tmp_path: Path) -> None:
+    from napari_patchdx.io.annotations.read import read_annotations
+    from napari_patchdx.layerdata import slide_file_layers
+    from napari_patchdx.synth.wsi.slide import make_slide
+
+    made = make_slide(tmp_path / "case.tif", height=1536, width=1536, mpp=0.5, seed=2, tumor=True)
+    (_, (data, kwargs, _)) = slide_file_layers(made.path)
+    truth = read_annotations(made.path.with_suffix(".xml"))
+    assert len(data) == len(truth.regions) and kwargs["name"] == "case ground truth"
+    meta = kwargs["metadata"]["patchdx"]
+    assert meta["slide"] == str(made.path) and meta["source"] == str(made.path.with_suffix(".xml"))

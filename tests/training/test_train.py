@@ -495,3 +495,55 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path: Path, cxr_ro
     manifest = json.loads((out / "train_manifest.json").read_text())
     assert manifest["sessions"][0]["world_size"] == 2 and len(manifest["sessions"]) == 1
     assert done.stdout.count("done:") == 1  # only rank 0 logs
+
+
+# --------------------------------------------------------------------------------- ground truth as objects
+
+
+def test_ground_truth_given_as_annotation_objects(tmp_path: Path, slides: list) -> None:
+    """Annotations drawn in a viewer reach the trainer as AnnotationSet objects: they train exactly like the same
+    annotations read from their files, and the run records them saved as files (a manifest needs paths)."""
+    from napari_patchdx.io.annotations.model import NORMAL, AnnotationSet, Region
+    from napari_patchdx.io.annotations.read import read_annotations
+    from napari_patchdx.progress import run_job
+    from napari_patchdx.training.inputs import resolve_inputs
+
+    files = [(p, a, sp) for p, a, sp in slides if a is not None]  # tumor_000 (train), tumor_001 (val)
+    drawn = [(p, read_annotations(a), sp) for p, a, sp in files]
+    assert [sp for _, _, sp in drawn] == ["train", "val"]
+    data = TrainData(slides=drawn)
+    with pytest.raises(ConfigError, match=r"tumor_000\.tif, tumor_001\.tif are objects.*save the annotations to a fi"):
+        data.to_dict()
+    config = TrainConfig(**SLIDE, epochs=1)
+    inputs = run_job(resolve_inputs(config, data, samplers=False))
+    assert inputs.files == [Path(p) for p, _, _ in drawn]  # annotation objects are no input files
+
+    from_objects = _quiet_train(config, data, tmp_path / "objects")
+    from_files = _quiet_train(config, TrainData(slides=files), tmp_path / "files")
+    assert from_objects.global_step == 3 and from_objects.weights_sha256 == from_files.weights_sha256
+    manifest = json.loads((tmp_path / "objects" / "train_manifest.json").read_text())
+    for (path, truth, split), entry in zip(drawn, manifest["data"]["slides"], strict=True):
+        assert (entry["slide"], entry["split"]) == (str(path), split)
+        saved = Path(entry["annotations"])
+        assert saved.name == f"{path.stem}.xml" and saved.parent.parent == tmp_path / "objects"
+        back = read_annotations(saved)
+        assert [r.label for r in back.regions] == [r.label for r in truth.regions]
+        for a, b in zip(back.regions, truth.regions, strict=True):
+            np.testing.assert_array_equal(a.exterior, b.exterior)
+
+    # with_annotation_files: the rule the run uses; a description without objects is returned as it is
+    named = data.with_annotation_files(tmp_path / "gt", write=False)
+    assert [a for _, a, _ in named.slides] == [tmp_path / "gt" / "tumor_000.xml", tmp_path / "gt" / "tumor_001.xml"]
+    assert not (tmp_path / "gt").exists()
+    saved = data.with_annotation_files(tmp_path / "gt")
+    assert saved.to_dict()["slides"][1]["annotations"] == str(tmp_path / "gt" / "tumor_001.xml")
+    assert len(read_annotations(tmp_path / "gt" / "tumor_000.xml").regions) == len(drawn[0][1].regions)
+    plain = TrainData(slides=files)
+    assert plain.with_annotation_files(tmp_path / "unused") is plain and not (tmp_path / "unused").exists()
+
+    # the same outlines labelled normal tissue are no tumour: nothing to sample tumour patches from
+    as_normal = [
+        (p, AnnotationSet([Region(r.exterior, r.holes, NORMAL) for r in truth.regions]), sp) for p, truth, sp in drawn
+    ]
+    with pytest.raises(ConfigError, match="at least one slide with tumour annotations"):
+        run_job(resolve_inputs(config, TrainData(slides=as_normal), samplers=False))

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import ConfigError, InputFileError
-from ..io.annotations.model import AnnotationSet
+from ..io.annotations.model import AnnotationSet, as_tumour_truth
 from .froc_result import FrocResult, SlideFroc
 from .masks import CAMELYON_LEVEL, CAMELYON_MPP, check_level0_shape, check_protocol, evaluation_mask
 from .messages import name_list
@@ -128,6 +128,7 @@ def _lookup_slide(
     mpp: float,
 ) -> SlideLookup:
     """Look one slide's detections up in its evaluation mask exactly as the official ``Evaluation_FROC.py``."""
+    truth = as_tumour_truth(truth)
     ds = 2**level
     if det is None:
         det = PointsTable.empty()

@@ -79,9 +79,11 @@ def evaluation_mask(
     0.243 um/px).
 
     Args:
-        annotations: the slide's annotations (tumour minus holes and exclusion regions, rasterised at ``ds``:
-            a pixel is tumour when its centre is inside), or a precomputed tumour mask already at level
-            ``level`` (any 2-D array; non-zero is tumour, so 0/1 and 0/255 masks both work).
+        annotations: the slide's annotations (:attr:`~napari_patchdx.io.annotations.AnnotationSet.positives`
+            minus holes, exclusion and normal regions, rasterised at ``ds``: a pixel is tumour when its centre is
+            inside; a normal region never counts as tumour, though one enclosed by tumour is filled like a hole),
+            or a precomputed tumour mask already at level ``level`` (any 2-D array; non-zero is tumour, so 0/1 and
+            0/255 masks both work).
         level0_shape: the slide's level-0 (height, width) in pixels; required with annotations, checked against
             the mask's shape when a mask is given.
         level: pyramid level of the evaluation (5 in the challenge).

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, InputFileError
+from ..io.annotations.model import EXCLUSION, NORMAL, TUMOR, AnnotationSet
 from ..io.annotations.read import read_annotations
 from ..io.names import POINTS_FOLDER, file_name, heatmap_paths, points_paths
 from ..jsonvalues import write_json
@@ -92,6 +93,7 @@ def evaluate_slides_job(
     out = Path(out_dir)
     n = len(paths)
     inputs: list[SlideInput] = []
+    drawn: dict[str, AnnotationSet | None] = {}  # every slide's annotations, for its thumbnail
     slide_mpps: dict[str, float | None] = {}
     mpp_records: dict[str, dict[str, Any]] = {}
     for i, (path, stem) in enumerate(zip(paths, stems, strict=True)):
@@ -111,21 +113,24 @@ def evaluate_slides_job(
                 f"{shape[1]} px: not this slide's heatmap",
             )
         truth = read_annotations(ann[stem]) if ann[stem] is not None else None
-        other = sorted(set(truth.labels) - {"tumor", "exclusion"}) if truth is not None else []
+        drawn[stem] = truth
+        other = sorted(set(truth.labels) - {TUMOR, EXCLUSION, NORMAL}) if truth is not None else []
         if other:
             warnings.warn(
                 f"{ann[stem]}: regions of classes {', '.join(other)} count as tumour in the FROC evaluation mask "
-                "(every class but exclusion does, as in CAMELYON16's _0 / _1 groups)",
+                "(every class but exclusion and normal does, as in CAMELYON16's _0 / _1 groups)",
                 UserWarning,
                 stacklevel=2,
             )
         if truth is not None and not truth.positives:
-            warnings.warn(
-                f"{ann[stem]}: the annotation file has no tumour region, so slide {stem!r} counts as a tumour "
-                "slide without lesions",
-                UserWarning,
-                stacklevel=2,
-            )
+            if not truth.normals:
+                warnings.warn(
+                    f"{ann[stem]}: the annotation file has no tumour region (and no normal one), so slide {stem!r} "
+                    "counts as a normal slide",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            truth = None  # a tumour slide is one with tumour regions: with only normal / exclusion ones it is normal
         inputs.append(SlideInput(stem, heat, grid, truth, shape, None, heat_path))
     unknown = [f"{stem} ({path})" for stem, path in zip(stems, paths, strict=True) if slide_mpps[stem] is None]
     if unknown:
@@ -145,7 +150,7 @@ def evaluate_slides_job(
         suspect_high=suspect_high,
         suspect_low=suspect_low,
     )
-    metrics = yield from _write_slide_outputs(evaluation, inputs, paths, out, thumbnails)
+    metrics = yield from _write_slide_outputs(evaluation, inputs, paths, out, drawn if thumbnails else None)
     given = all(r["source"] == "argument" for r in mpp_records.values())
     metrics["settings"]["mpp_source"] = "argument" if given else "slides"
     metrics["inputs"] = {
@@ -159,10 +164,14 @@ def evaluate_slides_job(
 
 
 def _write_slide_outputs(
-    evaluation: SlidesEvaluation, inputs: Sequence[SlideInput], paths: Sequence[Path], out: Path, thumbnails: bool
+    evaluation: SlidesEvaluation,
+    inputs: Sequence[SlideInput],
+    paths: Sequence[Path],
+    out: Path,
+    thumbnails: Mapping[str, AnnotationSet | None] | None,
 ) -> Job[dict[str, Any]]:
     """Write points/ (CAMELYON16 CSV and QuPath GeoJSON per slide), froc.json, froc.png, roc.png, slides.csv,
-    thumbs/, suspects.json; returns the metrics."""
+    thumbs/ (when ``thumbnails`` gives each slide's annotations to draw), suspects.json; returns the metrics."""
     from ..io.slides.open import open_slide
 
     (out / POINTS_FOLDER).mkdir(parents=True, exist_ok=True)
@@ -200,7 +209,7 @@ def _write_slide_outputs(
         _remove_stale(out / "roc.png")
     rows = evaluation.rows()
     write_csv(out / "slides.csv", SLIDES_CSV_COLUMNS, rows)
-    if thumbnails:
+    if thumbnails is not None:
         (out / "thumbs").mkdir(parents=True, exist_ok=True)
         files["thumbs"] = {}
         for i, (inp, path, row) in enumerate(zip(inputs, paths, rows, strict=True)):
@@ -213,7 +222,7 @@ def _write_slide_outputs(
                 inp.level0_shape or (image.shape[0], image.shape[1]),
                 heatmap=inp.heatmap,
                 grid=inp.grid,
-                truth=inp.truth,
+                truth=thumbnails.get(inp.name, inp.truth),
                 points=evaluation.points[inp.name],
                 outcomes=evaluation.outcomes[inp.name],
                 title=f"{inp.name} ({row['label']}), score {row['score']:.3f}",
@@ -261,8 +270,9 @@ def evaluate_slides(
         out_dir: where to write (created); see "Files" below.
         annotations: slide name -> its ground-truth file (ASAP XML or GeoJSON), or None for a normal slide; must
             name exactly the evaluated slides. Default: the file beside each slide
-            (:func:`napari_patchdx.io.detect.annotations_beside`). Tumour slides are those with annotations
-            (the CAMELYON16 convention).
+            (:func:`napari_patchdx.io.detect.annotations_beside`). Tumour slides are those whose annotations
+            have a tumour region (:attr:`~napari_patchdx.io.annotations.AnnotationSet.positives`); a file with
+            only normal (or exclusion) regions makes a normal slide, whose every detection is a false positive.
         nms_threshold, nms_radius_um: Liu et al.'s NMS threshold (probability) and radius (micrometres) for the
             lesion points (:func:`lesion_points`).
         level: pyramid level of the FROC evaluation mask (5 in CAMELYON16).

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputFileError
 from ..geometry import Grid
-from ..io.annotations.model import AnnotationSet
+from ..io.annotations.model import AnnotationSet, as_tumour_truth
 from ..progress import Job, Progress, run_job
 from .froc import froc_from_lookups, lookup_slides, warn_unchecked
 from .froc_result import FrocResult, SlideFroc
@@ -361,7 +361,7 @@ def evaluate_slide_inputs_job(
         froc_result = froc_from_lookups(lookups, level, mpp)
     except ConfigError as exc:
         froc_note = str(exc)
-    is_tumor = np.array([truths[n] is not None for n in names], dtype=bool)
+    is_tumor = np.array([as_tumour_truth(truths[n]) is not None for n in names], dtype=bool)
     valid = np.isfinite(scores)
     auc: tuple[float, float, float] | None = None
     auc_note = ""

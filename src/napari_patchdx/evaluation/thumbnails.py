@@ -12,26 +12,23 @@ from typing import Any
 import numpy as np
 
 from ..geometry import Grid
-from ..io.annotations.model import AnnotationSet
+from ..io.annotations.model import TUMOR, AnnotationSet, class_color
 from .figures import new_figure, save_figure
 from .files import PathLike
 from .masks import CAMELYON_LEVEL
 from .outcomes import OUTCOME_COLORS, OUTCOME_FALSE_POSITIVE, OUTCOMES, PointOutcomes
 from .points import PointsTable
 
-#: Colour of ground-truth outlines in thumbnails (as the ground-truth layers: tumour cyan, exclusion yellow).
-TRUTH_COLOR, EXCLUSION_COLOR = "#00e5ff", "#ffd400"
-
 
 def _draw_truth(ax: Any, truth: AnnotationSet | np.ndarray | None, ds: int) -> None:
-    """Ground-truth outlines in level-0 (x, y) axes: annotation rings, or the contour of a level-``ds`` mask."""
-    from ..io.annotations.model import EXCLUSION
-
+    """Ground-truth outlines in level-0 (x, y) axes: annotation rings in their class colour
+    (:func:`~napari_patchdx.io.annotations.class_color`, as the ground-truth layers), or the contour of a
+    level-``ds`` tumour mask in the tumour colour."""
     if truth is None:
         return
     if isinstance(truth, AnnotationSet):
         for region in truth.regions:
-            color = EXCLUSION_COLOR if region.label == EXCLUSION else TRUTH_COLOR
+            color = class_color(region.label)
             for k, ring in enumerate((region.exterior, *region.holes)):
                 closed = np.vstack([ring, ring[:1]])
                 ax.plot(closed[:, 1], closed[:, 0], "-" if k == 0 else "--", color=color, lw=1.0)
@@ -40,7 +37,7 @@ def _draw_truth(ax: Any, truth: AnnotationSet | np.ndarray | None, ds: int) -> N
     if mask.any():
         ys = (np.arange(mask.shape[0]) + 0.5) * ds
         xs = (np.arange(mask.shape[1]) + 0.5) * ds
-        ax.contour(xs, ys, mask.astype(np.float32), levels=[0.5], colors=[TRUTH_COLOR], linewidths=1.0)
+        ax.contour(xs, ys, mask.astype(np.float32), levels=[0.5], colors=[class_color(TUMOR)], linewidths=1.0)
 
 
 def _draw_points(ax: Any, points: PointsTable, outcomes: PointOutcomes | None, limit: int = 300) -> None:
@@ -83,7 +80,8 @@ def slide_thumbnail(
         image: (h, w, 3) uint8 thumbnail of the whole slide (e.g. :meth:`Slide.thumbnail`).
         level0_shape: the slide's level-0 (height, width); the thumbnail is stretched over it.
         heatmap, grid: tumour probabilities (NaN transparent) and where they lie, drawn with ``inferno``, alpha 0.5.
-        truth: annotations (tumour cyan, exclusions yellow, holes dashed) or a tumour mask at level ``level``.
+        truth: annotations (each class in its colour: tumour cyan, exclusions yellow, normal green; holes dashed)
+            or a tumour mask at level ``level``.
         points, outcomes: lesion points as circles coloured by outcome (:data:`OUTCOME_COLORS`).
         title: text above the image.
         level: the pyramid level of a mask ``truth``.

@@ -52,6 +52,9 @@ HEATMAP_FORMAT = "napari-patchdx-heatmap"
 CAM_FORMAT = "napari-patchdx-cam"
 #: the sub-folder of an evaluation folder that holds each slide's lesion points (:func:`points_paths`)
 POINTS_FOLDER = "points"
+#: the run-folder subfolder where training saves ground truth given as objects (e.g. layers drawn in napari) as
+#: ``<slide name>.xml``, so the run records exactly what it trained on
+TRUTH_FOLDER = "ground truth"
 
 
 def file_name(path: PathLike) -> str:

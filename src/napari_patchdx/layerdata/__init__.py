@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import InputFileError
 from ..geometry import Grid, napari_transform, vector_transform
-from ..io.annotations.model import AnnotationSet
+from ..io.annotations.model import CLASS_COLORS as CLASS_COLORS
+from ..io.annotations.model import TUMOR, AnnotationSet, class_color
 from ..io.annotations.read import read_annotations
 from ..io.cxr.read import CxrImage, read_cxr
 from ..io.detect import (
@@ -40,12 +41,10 @@ from ..io.slides.base import Slide
 from ..io.slides.dicom import DICOM_SUFFIXES
 from ..io.slides.open import open_slide
 from ..jsonvalues import json_value
-from .shapes import to_layer_data
+from .shapes import DRAW_CLASSES as DRAW_CLASSES
+from .shapes import FEATURE_DEFAULTS, annotation_features, to_layer_data
 
 LayerData = tuple[Any, dict[str, Any], str]
-
-#: Edge colours of annotation classes (RGBA); other classes get matplotlib's tab10 cycle.
-CLASS_COLORS = {"tumor": "#00e5ff", "exclusion": "#ffd400"}
 
 
 def _units(mpp: float | None) -> tuple[str, str]:
@@ -69,51 +68,74 @@ def slide_layer(slide: Slide, name: str | None = None) -> LayerData:
 
 
 def annotation_layer(
-    annotations: AnnotationSet, mpp: float | None, name: str = "ground truth", edge_width: float | None = None
+    annotations: AnnotationSet,
+    mpp: float | None,
+    name: str = "ground truth",
+    edge_width: float | None = None,
+    slide_path: str | os.PathLike[str] | None = None,
 ) -> LayerData:
-    """A Shapes layer of annotation polygons in level-0 (y, x), coloured by class; holes drawn dashed-free.
+    """A Shapes layer of annotation polygons in continuous level-0 (y, x) pixels, each edge in its class colour
+    (:func:`class_color`); world units are micrometres at ``mpp`` level-0 microns per pixel (pixels when None).
 
-    ``edge_width`` is in level-0 pixels (default: 1/400 of the annotations' extent, at least 2).
+    The ``label`` feature is categorical (:data:`DRAW_CLASSES` and any other label present), so the class of a
+    shape is picked in napari's features table; shapes the user draws are new tumour regions
+    (:data:`~napari_patchdx.layerdata.shapes.FEATURE_DEFAULTS`). ``edge_width`` is in level-0 pixels (default:
+    1/400 of the annotations' extent, at least 2). ``metadata["patchdx"]`` holds ``kind = "annotations"``,
+    ``frame = "level0"``, ``mpp``, ``source`` (the annotation file) and ``slide`` (``slide_path``, or None).
     """
     data, features = to_layer_data(annotations)
     if edge_width is None:
+        extent = 0.0
         if len(annotations.regions):
             y0, x0, y1, x1 = annotations.bounds()
-            edge_width = max(2.0, max(y1 - y0, x1 - x0) / 400.0)
-        else:
-            edge_width = 2.0
-    colors = [_class_color(lbl) for lbl in features.get("label", [])]
+            extent = max(y1 - y0, x1 - x0)
+        edge_width = max(2.0, extent / 400.0)
+    source = str(annotations.source) if annotations.source else None
+    return _shapes_of_classes(data, annotation_features(features), mpp, name, edge_width, source, slide_path)
+
+
+def empty_annotation_layer(slide: Slide, name: str | None = None) -> LayerData:
+    """An empty ground-truth Shapes layer over ``slide``, ready to draw in: the frame and metadata of
+    :func:`annotation_layer` (data in level-0 (y, x) pixels, world in micrometres when the slide's mpp is known),
+    ``metadata["patchdx"]["slide"]`` the slide's path, edges 1/400 of the slide's longer side (level-0 pixels, at
+    least 2) and a new shape a tumour region. Default name ``"<slide name> ground truth"``."""
+    width = max(2.0, max(int(v) for v in slide.shape[:2]) / 400.0)
+    name = name or f"{file_name(slide.path)} ground truth"
+    return _shapes_of_classes([], annotation_features(), slide.mpp, name, width, None, slide.path)
+
+
+def _shapes_of_classes(
+    data: list[np.ndarray],
+    features: Any,
+    mpp: float | None,
+    name: str,
+    edge_width: float,
+    source: str | None,
+    slide_path: str | os.PathLike[str] | None,
+) -> LayerData:
+    """The Shapes layer of :func:`annotation_layer` / :func:`empty_annotation_layer` (level-0 (y, x) data)."""
     kwargs: dict[str, Any] = {
         "name": name,
+        "ndim": 2,
         "shape_type": "polygon",
         "features": features,
-        # shapes a user draws become new tumour regions, never holes of an existing one
-        "feature_defaults": {"label": "tumor", "name": "", "group": "", "role": "exterior", "region": -1},
-        "edge_color": colors if colors else "#00e5ff",
+        "feature_defaults": dict(FEATURE_DEFAULTS),
+        "edge_color": [class_color(v) for v in features["label"]] if len(data) else class_color(TUMOR),
         "face_color": "transparent",
-        "edge_width": edge_width,
+        "edge_width": float(edge_width),
         "units": _units(mpp),
         "metadata": {
             "patchdx": {
                 "kind": "annotations",
                 "frame": "level0",
                 "mpp": mpp,
-                "source": str(annotations.source) if annotations.source else None,
+                "source": source,
+                "slide": None if slide_path is None else str(slide_path),
             }
         },
         **vector_transform(mpp),
     }
     return data, kwargs, "shapes"
-
-
-def _class_color(label: str) -> str:
-    if label in CLASS_COLORS:
-        return CLASS_COLORS[label]
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    cmap = colormaps["tab10"]
-    return to_hex(cmap(sum(label.encode()) % 10))
 
 
 def cxr_layer(cxr: CxrImage, name: str | None = None) -> LayerData:
@@ -152,7 +174,7 @@ def boxes_layer(
         "name": name,
         "shape_type": "rectangle",
         "features": {"class": list(classes)},
-        "edge_color": [_class_color(c) for c in classes] if classes else "#00e5ff",
+        "edge_color": [class_color(c) for c in classes] if classes else class_color(TUMOR),
         "face_color": "transparent",
         "edge_width": 2.0,
         "text": {"string": "{class}", "size": 9, "color": "yellow", "anchor": "upper_left"},
@@ -190,11 +212,14 @@ def layers_for_paths(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]
 
 
 def slide_file_layers(path: Path, mpp: float | None = None) -> list[LayerData]:
-    """A multiscale slide layer plus, when ``<stem>.xml`` / ``<stem>.geojson`` sits beside it, its ground truth.
+    """A multiscale slide layer and its ground-truth layer ``"<name> ground truth"``: the ``<name>.xml`` /
+    ``<name>.geojson`` beside it, or, when there is none (or it cannot be read: a warning says why), an empty
+    layer to draw in (:func:`empty_annotation_layer`).
 
     ``mpp`` (level-0 micrometres per pixel) replaces the file's value, e.g. for a slide whose file lacks it."""
     slide = open_slide(path, mpp=mpp)
     layers = [slide_layer(slide)]
+    name = f"{file_name(path)} ground truth"
     ann_path = annotations_beside(path)
     if ann_path is not None:
         try:
@@ -202,8 +227,8 @@ def slide_file_layers(path: Path, mpp: float | None = None) -> list[LayerData]:
         except Exception as exc:  # a broken annotation file must not hide the slide
             warnings.warn(f"{ann_path}: ground truth not shown: {exc}", UserWarning, stacklevel=2)
         else:
-            layers.append(annotation_layer(annotations, slide.mpp, name=f"{file_name(path)} ground truth"))
-    return layers
+            return [*layers, annotation_layer(annotations, slide.mpp, name=name, slide_path=slide.path)]
+    return [*layers, empty_annotation_layer(slide, name)]
 
 
 def cxr_file_layers(path: Path) -> list[LayerData]:
@@ -217,16 +242,18 @@ def annotation_file_layers(path: Path) -> list[LayerData]:
     if not len(annotations.regions):
         raise InputFileError(path, "holds no polygon annotations (points and lines are not read)")
     mpp: Any = None
+    slide_path: Path | None = None
     for sibling in sorted(path.parent.glob(path.stem + ".*")):
         if sibling.suffix.lower() in SLIDE_SUFFIXES | TIFF_SUFFIXES | DICOM_SUFFIXES:
             try:
                 with open_slide(sibling) as slide:
                     mpp = slide.mpp
                     annotations = annotations.clip(*slide.shape)
+                slide_path = sibling
                 break
             except Exception:
                 continue
-    return [annotation_layer(annotations, mpp, name=f"{path.stem} ground truth")]
+    return [annotation_layer(annotations, mpp, name=f"{path.stem} ground truth", slide_path=slide_path)]
 
 
 #: Colours of patch boxes by label.

@@ -1,7 +1,9 @@
-"""napari Shapes layer data <-> :class:`~napari_patchdx.io.annotations.AnnotationSet` (pure numpy; no napari).
+"""napari Shapes layer data <-> :class:`~napari_patchdx.io.annotations.AnnotationSet` (numpy and pandas; no napari).
 
-:func:`to_layer_data` gives one polygon per exterior and per hole with a features table; :func:`from_layer_data`
-rebuilds the annotation set from a Shapes layer's data, features and shape types (the inverse).
+:func:`to_layer_data` gives one polygon per exterior and per hole with a features table; :func:`annotation_features`
+turns that table into the layer's features (the class a categorical column, so napari's features table offers a
+drop-down of :data:`DRAW_CLASSES`); :func:`from_layer_data` rebuilds the annotation set from a Shapes layer's data,
+features and shape types (the inverse).
 """
 
 from __future__ import annotations
@@ -12,12 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from numpy.typing import ArrayLike
 
-from ..io.annotations.model import AnnotationSet, PathLike, Region, canonical_label, warn_user
+from ..io.annotations.model import EXCLUSION, NORMAL, TUMOR, AnnotationSet, PathLike, Region, canonical_label, warn_user
 from ..io.annotations.polygon import ellipse_polygon, is_degenerate, open_ring
 
-__all__ = ["from_layer_data", "to_layer_data"]
+__all__ = ["DRAW_CLASSES", "FEATURE_DEFAULTS", "annotation_features", "from_layer_data", "to_layer_data"]
+
+#: The classes a user picks from when drawing ground truth (the ``label`` feature's first categories).
+DRAW_CLASSES = (TUMOR, EXCLUSION, NORMAL)
+
+#: Feature values of a shape the user draws: a new tumour region, never a hole of an existing one.
+FEATURE_DEFAULTS: dict[str, Any] = {"label": TUMOR, "name": "", "group": "", "role": "exterior", "region": -1}
+
+_FEATURE_COLUMNS = ("label", "name", "group", "role", "region")
 
 
 def to_layer_data(annotations: AnnotationSet) -> tuple[list[np.ndarray], dict[str, list[Any]]]:
@@ -27,9 +38,9 @@ def to_layer_data(annotations: AnnotationSet) -> tuple[list[np.ndarray], dict[st
         ``(data, features)``: one writable (N, 2) float64 (y, x) level-0 polygon per exterior and per hole,
         region by region, exterior first; ``features`` has one row per polygon with columns ``label``,
         ``name``, ``group``, ``role`` (``"exterior"`` / ``"hole"``) and ``region`` (index into
-        ``annotations.regions``). Add them with ``shape_type="polygon"``; give the layer
-        ``feature_defaults={"label": "tumor", "name": "", "group": "", "role": "exterior", "region": -1}``
-        so shapes the user draws become new tumour regions in :func:`from_layer_data`.
+        ``annotations.regions``). Add them with ``shape_type="polygon"`` and the features as
+        :func:`annotation_features` gives them; give the layer ``feature_defaults=FEATURE_DEFAULTS`` so shapes
+        the user draws become new tumour regions in :func:`from_layer_data`.
     """
     data: list[np.ndarray] = []
     features: dict[str, list[Any]] = {"label": [], "name": [], "group": [], "role": [], "region": []}
@@ -42,6 +53,30 @@ def to_layer_data(annotations: AnnotationSet) -> tuple[list[np.ndarray], dict[st
             features["role"].append(role)
             features["region"].append(index)
     return data, features
+
+
+def annotation_features(features: Mapping[str, Sequence[Any]] | None = None) -> pd.DataFrame:
+    """A Shapes layer's features table from :func:`to_layer_data`'s columns (None: an empty table).
+
+    ``label`` becomes a pandas Categorical whose categories are :data:`DRAW_CLASSES` followed by any other label
+    present (in order of appearance), so napari's features table offers the classes in a drop-down and a new shape
+    takes :data:`FEATURE_DEFAULTS`' tumour. ``region`` is int64; the other columns are text.
+    """
+    columns = {k: list(v) for k, v in (features or {}).items()}
+    n = len(columns.get("label", ()))
+    labels = [str(v) for v in columns.get("label", [])]
+    categories = list(dict.fromkeys([*DRAW_CLASSES, *labels]))
+    frame = pd.DataFrame(
+        {
+            "label": pd.Categorical(labels, categories=categories),
+            **{k: pd.Series(columns.get(k, [""] * n), dtype=object) for k in ("name", "group", "role")},
+            "region": pd.Series(columns.get("region", [-1] * n), dtype=np.int64),
+        }
+    )
+    extra = [k for k in columns if k not in _FEATURE_COLUMNS]
+    for key in extra:
+        frame[key] = pd.Series(columns[key])
+    return frame
 
 
 def _feature_columns(features: Any, n: int) -> dict[str, list[Any]]:
@@ -60,7 +95,8 @@ def _feature_columns(features: Any, n: int) -> dict[str, list[Any]]:
 
 
 def _clean_str(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A feature value as text; "" for a missing one (None, NaN, or pandas' NA in a categorical / string column)."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
         return ""
     return str(value)
 
@@ -85,11 +121,12 @@ def from_layer_data(
 
     Args:
         data: shapes as (N, D) arrays of level-0 vertices; the last two columns are (y, x).
-        features: columns per shape (a mapping or the layer's DataFrame). ``role`` ``"hole"`` rows become holes
+        features: columns per shape (a mapping or the layer's DataFrame; categorical columns as napari's
+            features table edits them are read as their values). ``role`` ``"hole"`` rows become holes
             of the exterior with the same ``region`` value (holes without one are dropped with a warning); an
             exterior whose ``region`` is missing, negative or already used starts a new region. ``label`` (any
-            class name, see :func:`canonical_label`), else ``group``, gives the class; ``name`` the name.
-            Without features every shape is a ``"tumor"`` region.
+            class name, see :func:`canonical_label`), else ``group``, gives the class (a missing or empty label
+            and group: ``"tumor"``); ``name`` the name. Without features every shape is a ``"tumor"`` region.
         shape_types: napari shape type per shape (or one for all), default ``"polygon"``. ``"rectangle"``,
             ``"polygon"`` and ``"path"`` / ``"line"`` vertices are used as a closed polygon; an ``"ellipse"``
             (its 4 bounding-box corners) becomes a 64-vertex polygon. Shapes with fewer than 3 distinct

@@ -192,8 +192,9 @@ def run_section(run: ReportRun, index: int, assets: Assets) -> str:
             )
         if run.track == "slides":
             legend = (
-                "Heatmaps over the slides; ground truth outlined (cyan: tumour, yellow: exclusion); lesion points "
-                "by outcome (green: hit, red: false positive, orange: on an isolated-tumour-cell region, ignored)."
+                "Heatmaps over the slides; ground truth outlined (cyan: tumour, yellow: exclusion, green: normal); "
+                "lesion points by outcome (green: hit, red: false positive, orange: on an isolated-tumour-cell region, "
+                "ignored)."
             )
         else:
             legend = "Class activation maps over the X-rays; ground-truth lesion boxes outlined; white cross: CAM peak."

@@ -122,9 +122,11 @@ class SlideSource:
         path: the slide file.
         slide: the opened slide.
         tissue: its tissue mask (low resolution, with geometry).
-        annotations: tumour annotations, or None for a normal slide.
+        annotations: the slide's annotations, or None for a normal slide (annotations without a tumour region,
+            e.g. only ``"normal"`` ones, sample like a normal slide).
         split: ``train`` / ``val`` / ``test``.
-        tumor: tumour mask on the tissue mask's grid (pixel centre inside tumour).
+        tumor: tumour mask on the tissue mask's grid (pixel centre inside a positive region and outside every
+            exclusion and normal region: :meth:`~napari_patchdx.io.annotations.AnnotationSet.rasterize`).
     """
 
     path: Path

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..io.annotations.model import as_tumour_truth
 from ..io.names import file_name
 
 __all__ = ["SPLITS", "assign_splits", "hold_out_slides"]
@@ -60,19 +61,20 @@ def hold_out_slides(
     validation (``"val"``, the rest ``"train"``), stratified by ground truth, with at least one tumour slide on each
     side (balanced sampling needs tumour in both). Slides are told apart by their name
     (:func:`~napari_patchdx.io.names.file_name`). The ground truth is a file (returned as a Path) or any object,
-    e.g. an annotation set drawn in a viewer (returned as given); only whether there is one matters.
+    e.g. an annotation set drawn in a viewer (returned as given); only whether it marks tumour matters
+    (:func:`~napari_patchdx.io.annotations.model.as_tumour_truth`).
 
     Raises:
         ConfigError: fewer than two slides with ground truth.
     """
     pairs = [(Path(p), Path(a) if isinstance(a, str | os.PathLike) else a) for p, a in slides]
-    tumour = [file_name(p) for p, a in pairs if a is not None]
+    tumour = [file_name(p) for p, a in pairs if as_tumour_truth(a) is not None]
     if len(tumour) < 2:
         raise ConfigError(
             f"{len(tumour)} of the chosen slides have tumour ground truth; choose at least two "
             "(one is held out for validation)"
         )
-    strata = {file_name(p): a is not None for p, a in pairs}
+    strata = {file_name(p): as_tumour_truth(a) is not None for p, a in pairs}
     splits = assign_splits(list(strata), (0.75, 0.25, 0.0), seed=seed, strata=strata)
     if not any(splits[s] == "val" for s in tumour):
         splits[sorted(tumour)[-1]] = "val"

@@ -4,6 +4,7 @@ stage reads, resolved from a config and a description: patch tables, samplers, t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -16,7 +17,10 @@ import pandas as pd
 
 from .._config import closest
 from ..errors import ConfigError
+from ..io.annotations.asap import write_asap_xml
+from ..io.annotations.model import AnnotationSet
 from ..io.cohort import LABELS_NAME, read_labels
+from ..io.names import annotation_candidates
 from ..models.nets import MIN_INPUT_SIZE
 from ..progress import Job, Progress
 from ..sampling.balanced import BalancedSampler
@@ -27,7 +31,9 @@ from ..sampling.splits import SPLITS, assign_splits
 from ..sampling.tables import read_patch_table
 from .config import DEFAULT_PATCH_SIZE, TrainConfig
 
-SlideSpec = tuple[str | os.PathLike[str], str | os.PathLike[str] | None, str]
+SlideSpec = tuple[str | os.PathLike[str], str | os.PathLike[str] | AnnotationSet | None, str]
+"""``(slide, annotations, split)``: the annotations a file, an :class:`AnnotationSet` (e.g. drawn in a viewer), or
+None (a normal slide)."""
 
 
 @dataclass
@@ -39,9 +45,10 @@ class TrainData:
             patch stage unless a sampler is given; its ``val`` rows validate it.
         sampler: Liu et al.'s balanced sampler (slides): an endless training stream from its ``train`` slides;
             its ``val`` slides give ``val_patches`` fixed validation patches (unless the table has ``val`` rows).
-        slides: ``(slide, annotations or None, split)`` triples: the trainer prepares the slides and builds the
-            sampler itself from the config's patch_size, center_size, mpp, jitter and seed (what the command
-            line uses).
+        slides: ``(slide, annotations or None, split)`` triples (:data:`SlideSpec`; the annotations a file or an
+            :class:`~napari_patchdx.io.annotations.AnnotationSet`, e.g. a layer drawn in a viewer, in level-0
+            pixels): the trainer prepares the slides and builds the sampler itself from the config's patch_size,
+            center_size, mpp, jitter and seed (what the command line uses).
         cxr_root: a chest X-ray cohort folder (``labels.csv``, ``images/``, ``masks/``, ``lungs/`` as
             :func:`napari_patchdx.synth.cxr.make_cxr_cohort` writes it).
         splits: X-ray image id -> ``train`` / ``val`` / ``test``; else ``labels.csv``'s ``split`` column; else
@@ -59,11 +66,19 @@ class TrainData:
     mpp: SlideMpp = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The description as JSON data (a DataFrame or a sampler object cannot be written: ConfigError)."""
+        """The description as JSON data (a DataFrame, a sampler or annotation objects cannot be written:
+        ConfigError; :meth:`with_annotation_files` saves annotation objects first)."""
         if isinstance(self.patch_table, pd.DataFrame):
             raise ConfigError("a patch table given as a DataFrame cannot be written to JSON; save it and give its path")
         if self.sampler is not None:
             raise ConfigError("a sampler object cannot be written to JSON; describe the slides with TrainData.slides")
+        drawn = [Path(s).name for s, a, _ in self.slides or () if isinstance(a, AnnotationSet)]
+        if drawn:
+            raise ConfigError(
+                f"the annotations of slides {', '.join(drawn[:10])} are objects (e.g. drawn in a viewer), which cannot "
+                "be written to JSON; save the annotations to a file first (write_asap_xml, or napari's File > Save "
+                "Selected Layers) and give its path, or use TrainData.with_annotation_files(folder)"
+            )
         out: dict[str, Any] = {}
         if self.patch_table is not None:
             out["patch_table"] = os.fspath(self.patch_table)
@@ -79,6 +94,27 @@ class TrainData:
         if self.mpp is not None:
             out["mpp"] = check_slide_mpp(self.mpp, "data.mpp")
         return out
+
+    def with_annotation_files(self, folder: str | os.PathLike[str], *, write: bool = True) -> TrainData:
+        """A copy whose annotation objects are replaced by ASAP XML files ``<folder>/<slide name>.xml`` (level-0
+        pixels; :func:`~napari_patchdx.io.annotations.write_asap_xml`, atomically; ``folder`` is created).
+
+        ``write=False`` only names the files (e.g. on every rank but the one that writes). The copy is ``self``
+        when no annotations are objects; a file already there is replaced.
+        """
+        if not any(isinstance(a, AnnotationSet) for _, a, _ in self.slides or ()):
+            return self
+        target = Path(folder)
+        slides: list[SlideSpec] = []
+        for slide, truth, split in self.slides or ():
+            if isinstance(truth, AnnotationSet):
+                path = annotation_candidates(target / Path(slide).name)[0]
+                if write:
+                    target.mkdir(parents=True, exist_ok=True)
+                    write_asap_xml(truth, path)
+                truth = path
+            slides.append((slide, truth, split))
+        return dataclasses.replace(self, slides=slides)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainData:
@@ -224,7 +260,7 @@ def resolve_inputs(config: TrainConfig, data: TrainData, *, samplers: bool = Tru
                 yield Progress(k, len(data.slides), f"preparing slide {Path(path).name}")
                 sources.append(SlideSource.prepare(path, annotations, split=split, mpp=given_mpp))
                 files.append(Path(path))
-                if annotations is not None:
+                if isinstance(annotations, str | os.PathLike):  # an annotation object is no input file
                     files.append(Path(annotations))
             sampler = BalancedSampler(sources, geometry, seed=config.seed, jitter=config.jitter)
         geometry = sampler.geometry if sampler is not None else None

@@ -21,6 +21,7 @@ from torch import nn
 from .._fsutil import sha256_file
 from ..devices import resolve_device
 from ..errors import ConfigError
+from ..io.names import TRUTH_FOLDER
 from ..jsonvalues import write_json
 from ..models.checkpoint import check_compatible, load_checkpoint, read_checkpoint_meta
 from ..models.factory import build_model
@@ -86,7 +87,8 @@ def _data_record(data: TrainData, out: Path, main_rank: bool) -> dict[str, Any]:
             "jitter": s.jitter,
             "p_tumor": s.p_tumor,
         }
-    rest = dataclasses.replace(data, patch_table=None, sampler=None).to_dict()
+    drawn = dataclasses.replace(data, patch_table=None, sampler=None)  # annotation objects are saved to files
+    rest = drawn.with_annotation_files(out / TRUTH_FOLDER, write=main_rank).to_dict()
     record.update(rest)
     return record
 

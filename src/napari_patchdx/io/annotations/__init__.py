@@ -13,9 +13,15 @@ Reading
 Class names
     :func:`canonical_label` maps every source class name onto a label: CAMELYON / ASAP groups ``_0``, ``_1``,
     ``Tumor``, ``metastases`` and QuPath classes ``Tumor``, ``Tumour``, ``Metastasis`` become ``"tumor"``;
-    ``_2``, ``Exclusion``, ``Ignore`` / ``Ignore*`` become ``"exclusion"``; anything else is lower-cased. A
-    region without any class (no ASAP group or ``PartOfGroup="None"``, no GeoJSON classification) is
-    ``"tumor"``: in CAMELYON-style data an outline without a class is a lesion outline.
+    ``_2``, ``Exclusion``, ``Ignore`` / ``Ignore*`` become ``"exclusion"``; ``Normal``, ``Negative``,
+    ``Non-tumor`` / ``Non-tumour`` and ``Benign`` become ``"normal"``; anything else is lower-cased. A region
+    without any class (no ASAP group or ``PartOfGroup="None"``, no GeoJSON classification) is ``"tumor"``: in
+    CAMELYON-style data an outline without a class is a lesion outline.
+
+    ``"exclusion"`` and ``"normal"`` regions never count as tumour (:attr:`AnnotationSet.positives` leaves them
+    out and rasterising removes them from the positives); a ``"normal"`` region is tissue the annotator says is
+    not tumour (:attr:`AnnotationSet.normals`). Every other class counts as tumour. :func:`class_color` gives the
+    one colour each class is drawn in.
 
 Writing
     :func:`write_asap_xml` and :func:`write_geojson` write atomically (:func:`napari_patchdx._fsutil.atomic_path`:
@@ -44,17 +50,20 @@ from __future__ import annotations
 
 from .asap import write_asap_xml
 from .geojson import write_geojson
-from .model import EXCLUSION, TUMOR, AnnotationSet, Region, canonical_label
+from .model import CLASS_COLORS, EXCLUSION, NORMAL, TUMOR, AnnotationSet, Region, canonical_label, class_color
 from .polygon import points_in_polygon, polygon_area
 from .raster import fill_polygon
 from .read import read_annotations
 
 __all__ = [
+    "CLASS_COLORS",
     "EXCLUSION",
+    "NORMAL",
     "TUMOR",
     "AnnotationSet",
     "Region",
     "canonical_label",
+    "class_color",
     "fill_polygon",
     "points_in_polygon",
     "polygon_area",

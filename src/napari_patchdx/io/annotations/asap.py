@@ -20,7 +20,17 @@ import numpy as np
 
 from ..._fsutil import atomic_write_text
 from ...errors import InputFileError
-from .model import CLASS_SYNONYMS, EXCLUSION, TUMOR, AnnotationSet, PathLike, Region, canonical_label, warn_user
+from .model import (
+    CLASS_SYNONYMS,
+    EXCLUSION,
+    NORMAL,
+    TUMOR,
+    AnnotationSet,
+    PathLike,
+    Region,
+    canonical_label,
+    warn_user,
+)
 from .polygon import is_degenerate, open_ring
 from .writing import check_finite, hash_color, ring_xy
 
@@ -29,7 +39,8 @@ __all__ = ["parse_asap", "write_asap_xml"]
 _ASAP_POINT_TYPES = frozenset({"dot", "pointset", "measurement"})
 _DECIMAL_COMMA = re.compile(r"\s*[-+]?\d+,\d+\s*")
 _XML_INVALID_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_ASAP_COLORS = {TUMOR: "#F4FA58", EXCLUSION: "#64FE2E"}
+#: ASAP group colours: CAMELYON16's tumour yellow and exclusion green, and blue for normal tissue
+_ASAP_COLORS = {TUMOR: "#F4FA58", EXCLUSION: "#64FE2E", NORMAL: "#2E9AFE"}
 
 
 def parse_asap(data: bytes, path: Path) -> list[Region]:
@@ -152,7 +163,8 @@ def _xml_text(text: str) -> str:
 
 
 def _asap_group(region: Region) -> str:
-    """The group to write: the region's own when it maps back to its label, else _0 / _2 / the label."""
+    """The group to write: the region's own when it maps back to its label, else _0 / _2 / the label
+    (``"normal"`` for normal tissue)."""
     if region.group and canonical_label(region.group) == region.label:
         return region.group
     return {TUMOR: "_0", EXCLUSION: "_2"}.get(region.label, region.label)
@@ -163,11 +175,12 @@ def write_asap_xml(annotations: AnnotationSet, path: PathLike, *, overwrite: boo
 
     Every region becomes one ``Type="Polygon"`` annotation (so Rectangle and Spline types are not kept) in
     group ``Region.group`` when set and consistent with its label, else ``_0`` (tumour), ``_2`` (exclusion)
-    or the label itself; the ``AnnotationGroups`` section lists every group used. Regions without a name are
-    written as ``"Annotation <index>"``. ASAP has no holes: each hole is written as a separate ``_2``
-    exclusion annotation named ``"<name> hole <k>"``. (An exclusion removes its area from every positive
-    region when rasterised, a hole only from its own region; for non-overlapping regions this is the same.)
-    Coordinates are level-0 pixels written as X (column), Y (row) with full float precision.
+    or the label itself (``normal`` for normal tissue, read back as normal); the ``AnnotationGroups`` section
+    lists every group used. Regions without a name are written as ``"Annotation <index>"``. ASAP has no holes:
+    each hole is written as a separate ``_2`` exclusion annotation named ``"<name> hole <k>"``. (An exclusion
+    removes its area from every positive region when rasterised, a hole only from its own region; for
+    non-overlapping regions this is the same.) Coordinates are level-0 pixels written as X (column), Y (row)
+    with full float precision.
 
     Raises:
         FileNotFoundError: the target directory does not exist. FileExistsError: the target exists and

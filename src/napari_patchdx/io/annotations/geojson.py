@@ -16,7 +16,7 @@ import numpy as np
 
 from ..._fsutil import atomic_write_text
 from ...errors import InputFileError
-from .model import EXCLUSION, TUMOR, AnnotationSet, PathLike, Region, canonical_label, warn_user
+from .model import EXCLUSION, NORMAL, TUMOR, AnnotationSet, PathLike, Region, canonical_label, warn_user
 from .polygon import is_degenerate, points_in_ring
 from .writing import check_finite, hash_color, ring_xy
 
@@ -26,7 +26,8 @@ _ASAP_CODE = re.compile(r"_\d+")
 _GEOMETRY_TYPES = frozenset(
     {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"}
 )
-_QUPATH_COLORS = {TUMOR: [200, 0, 0], EXCLUSION: [180, 180, 180]}
+#: QuPath classification colours: its Tumor red and Ignore* grey, and green for normal tissue
+_QUPATH_COLORS = {TUMOR: [200, 0, 0], EXCLUSION: [180, 180, 180], NORMAL: [52, 199, 89]}
 
 
 class _GeometryError(Exception):
@@ -192,7 +193,7 @@ def _geojson_class_name(region: Region) -> str:
         return region.group
     if region.label == TUMOR:
         return "Tumor"
-    return region.label[:1].upper() + region.label[1:]
+    return region.label[:1].upper() + region.label[1:]  # "normal" -> "Normal"
 
 
 def write_geojson(annotations: AnnotationSet, path: PathLike, *, overwrite: bool = True) -> Path:
@@ -202,8 +203,9 @@ def write_geojson(annotations: AnnotationSet, path: PathLike, *, overwrite: bool
     positions (exterior first, then holes; vertex order kept as is, not re-oriented) and properties
     ``{"objectType": "annotation", "name": ..., "classification": {"name": ..., "color": [r, g, b]}}``
     (``name`` only when the region has one). The class name is the region's group when it is a real class
-    name consistent with the label, ``"Tumor"`` for tumour regions from ASAP groups (``_0``, ``_1``), and
-    ``"Exclusion"`` for every exclusion region. Coordinates keep full float precision.
+    name consistent with the label, ``"Tumor"`` for tumour regions from ASAP groups (``_0``, ``_1``),
+    ``"Exclusion"`` for every exclusion region, else the capitalised label (``"Normal"`` for normal tissue).
+    Coordinates keep full float precision.
 
     Raises:
         FileNotFoundError: the target directory does not exist. FileExistsError: the target exists and

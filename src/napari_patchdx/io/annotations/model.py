@@ -1,7 +1,15 @@
-"""The annotation data model: :class:`Region`, :class:`AnnotationSet` and the canonical class labels.
+"""The annotation data model: :class:`Region`, :class:`AnnotationSet`, the canonical class labels and their colours.
 
 All geometry is in level-0 pixel coordinates, ordered (row, col) = (y, x). :func:`canonical_label` maps every
 source class name onto a label (see the package docstring of :mod:`napari_patchdx.io.annotations`).
+
+Three classes have a meaning of their own: ``"tumor"`` (a lesion), ``"exclusion"`` (an area left out: removed from
+every positive region when rasterised, e.g. an ASAP ``_2`` hole) and ``"normal"`` (tissue the annotator says is
+not tumour: never counted as tumour, removed from the positives like an exclusion, and kept for sampling hard
+negatives). Every other label counts as a positive.
+
+:data:`CLASS_COLORS` / :func:`class_color` are the one rule for the colour a class is drawn in (the napari layers
+and the evaluation thumbnails).
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -20,18 +29,30 @@ from .polygon import clip_ring, polygon_area
 from .raster import check_raster_args, fill_window
 
 __all__ = [
+    "CLASS_COLORS",
     "CLASS_SYNONYMS",
     "EXCLUSION",
+    "NORMAL",
+    "NOT_TUMOR",
     "TUMOR",
     "AnnotationSet",
     "PathLike",
     "Region",
+    "as_tumour_truth",
     "canonical_label",
+    "class_color",
     "warn_user",
 ]
 
 TUMOR = "tumor"
 EXCLUSION = "exclusion"
+NORMAL = "normal"
+#: labels that never count as tumour: removed from the positives wherever they are not asked for themselves
+NOT_TUMOR = (EXCLUSION, NORMAL)
+
+#: Colours (hex RGB) classes are drawn in: tumour cyan, exclusion yellow, normal green; other classes get
+#: matplotlib's tab10 colour picked by :func:`class_color`.
+CLASS_COLORS: dict[str, str] = {TUMOR: "#00e5ff", EXCLUSION: "#ffd400", NORMAL: "#34c759"}
 
 PathLike = str | os.PathLike[str]
 
@@ -49,6 +70,11 @@ CLASS_SYNONYMS: dict[str, str] = {
     "exclusion": EXCLUSION,
     "ignore": EXCLUSION,
     "ignore*": EXCLUSION,
+    "normal": NORMAL,
+    "negative": NORMAL,
+    "non-tumor": NORMAL,
+    "non-tumour": NORMAL,
+    "benign": NORMAL,
 }
 
 _BLOCK_ELEMENTS = 1 << 16  # window elements combined into the output at once
@@ -59,7 +85,8 @@ def canonical_label(name: str) -> str:
 
     ``"tumor"`` for CAMELYON tumour groups (``_0``, ``_1``, ``Tumor``, ``metastases``) and the QuPath classes
     ``Tumor`` / ``Tumour`` / ``Metastasis``; ``"exclusion"`` for ``_2``, ``Exclusion`` and ``Ignore*``;
-    ``"tumor"`` for no class at all (``""`` or ``"None"``); otherwise the stripped, lower-cased name. A QuPath
+    ``"normal"`` for ``Normal``, ``Negative``, ``Non-tumor`` / ``Non-tumour`` and ``Benign``; ``"tumor"`` for no class
+    at all (``""`` or ``"None"``); otherwise the stripped, lower-cased name. A QuPath
     derived class (``"Tumor: Positive"``) takes the label of its base class when that has one.
     """
     low = str(name).strip().lower()
@@ -69,6 +96,27 @@ def canonical_label(name: str) -> str:
     if base and base in CLASS_SYNONYMS:
         return CLASS_SYNONYMS[base]
     return low
+
+
+def as_tumour_truth(truth: Any) -> Any:
+    """A slide's ground truth as the evaluation and the splits read it: None (a normal slide) for an
+    :class:`AnnotationSet` without a tumour region (none at all, or only normal / exclusion regions, e.g. an empty
+    layer drawn in a viewer); anything else (a set with tumour, an annotation file, a tumour mask) as given."""
+    if isinstance(truth, AnnotationSet) and not truth.positives:
+        return None
+    return truth
+
+
+def class_color(label: str) -> str:
+    """The hex RGB colour ``label`` (any class name, see :func:`canonical_label`) is drawn in: :data:`CLASS_COLORS`
+    for tumour, exclusion and normal, else a tab10 colour that depends only on the name."""
+    canonical = canonical_label(label)
+    if canonical in CLASS_COLORS:
+        return CLASS_COLORS[canonical]
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    return str(to_hex(colormaps["tab10"](sum(canonical.encode()) % 10)))
 
 
 def warn_user(message: str, stacklevel: int = 3) -> None:
@@ -98,7 +146,8 @@ class Region:
         exterior: (N, 2) float64 vertices in level-0 pixels, (y, x), open ring (first vertex not repeated).
         holes: interior rings, each (M, 2) float64 (y, x), open.
         label: canonical class: ``"tumor"`` for CAMELYON tumour groups, ``"exclusion"`` for regions removed
-            from the positives (ASAP ``_2`` / ``Exclusion``), otherwise the lower-cased class name.
+            from the positives (ASAP ``_2`` / ``Exclusion``), ``"normal"`` for tissue annotated as not tumour,
+            otherwise the lower-cased class name.
         name: the annotation's own name in its source file ("" if none).
         group: the group / classification name exactly as written in the source file ("" if none).
 
@@ -132,7 +181,7 @@ class Region:
 
 @dataclass(eq=False)
 class AnnotationSet:
-    """All regions of one file (or made in memory), positives and exclusions together.
+    """All regions of one file (or made in memory): positives, exclusions and normal regions together.
 
     Attributes:
         regions: every region in file order.
@@ -150,13 +199,21 @@ class AnnotationSet:
 
     @property
     def positives(self) -> list[Region]:
-        """Regions whose label is not ``"exclusion"``."""
-        return [r for r in self.regions if r.label != EXCLUSION]
+        """Regions that count as tumour: every label but ``"exclusion"`` and ``"normal"`` (:data:`NOT_TUMOR`).
+
+        A slide whose annotations have no positive is a normal slide."""
+        return [r for r in self.regions if r.label not in NOT_TUMOR]
 
     @property
     def exclusions(self) -> list[Region]:
         """Regions labelled ``"exclusion"`` (removed from every positive when rasterised)."""
         return [r for r in self.regions if r.label == EXCLUSION]
+
+    @property
+    def normals(self) -> list[Region]:
+        """Regions labelled ``"normal"``: tissue annotated as not tumour (removed from every positive when
+        rasterised, like exclusions; a place to sample hard negatives from)."""
+        return [r for r in self.regions if r.label == NORMAL]
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -192,12 +249,12 @@ class AnnotationSet:
             downsample: level-0 pixels per output pixel (> 0).
             origin: level-0 (y, x) of the output's top-left corner.
             labels: labels counted as positive (case-insensitive class names are accepted); default every label
-                except ``"exclusion"``.
+                except ``"exclusion"`` and ``"normal"`` (:attr:`positives`).
 
         Returns:
             bool array of ``shape``: union of the selected regions minus their holes, minus every exclusion
-            region (unless ``"exclusion"`` itself is among ``labels``). Only the output and one region's
-            bounding-box window (clipped to the output) are ever allocated.
+            and every normal region (unless ``"exclusion"`` / ``"normal"`` itself is among ``labels``). Only the
+            output and one region's bounding-box window (clipped to the output) are ever allocated.
         """
         out_shape, ds, org = check_raster_args(shape, downsample, origin)
         if isinstance(labels, str):
@@ -205,14 +262,13 @@ class AnnotationSet:
         wanted = None if labels is None else {canonical_label(lab) for lab in labels}
         out = np.zeros(out_shape, dtype=bool)
         for region in self.regions:
-            selected = region.label != EXCLUSION if wanted is None else region.label in wanted
+            selected = region.label not in NOT_TUMOR if wanted is None else region.label in wanted
             if selected:
                 for sl, block in _region_blocks(region, out_shape, ds, org):
                     np.logical_or(out[sl], block == 1, out=out[sl])
-        if wanted is None or EXCLUSION not in wanted:
-            for region in self.exclusions:
-                for sl, block in _region_blocks(region, out_shape, ds, org):
-                    np.logical_and(out[sl], block != 1, out=out[sl])
+        for region in self._removed(wanted or ()):
+            for sl, block in _region_blocks(region, out_shape, ds, org):
+                np.logical_and(out[sl], block != 1, out=out[sl])
         return out
 
     def rasterize_labels(
@@ -225,8 +281,9 @@ class AnnotationSet:
         """uint8 label image: value k + 1 where a region of ``classes[k]`` covers the pixel centre, else 0.
 
         Same pixel geometry as :meth:`rasterize` (level-0 ``downsample`` and (y, x) ``origin``). Later classes
-        win where regions overlap; holes and exclusion regions are 0 (unless ``"exclusion"`` is itself one of
-        ``classes``, in which case it is painted like any other class). At most 255 classes.
+        win where regions overlap; holes, exclusion and normal regions are 0 (unless ``"exclusion"`` /
+        ``"normal"`` is itself one of ``classes``, in which case it is painted like any other class). At most 255
+        classes.
         """
         out_shape, ds, org = check_raster_args(shape, downsample, origin)
         wanted = [canonical_label(c) for c in ([classes] if isinstance(classes, str) else classes)]
@@ -238,10 +295,9 @@ class AnnotationSet:
                 if region.label == label:
                     for sl, block in _region_blocks(region, out_shape, ds, org):
                         out[sl][block == 1] = value
-        if EXCLUSION not in wanted:
-            for region in self.exclusions:
-                for sl, block in _region_blocks(region, out_shape, ds, org):
-                    out[sl][block == 1] = 0
+        for region in self._removed(wanted):
+            for sl, block in _region_blocks(region, out_shape, ds, org):
+                out[sl][block == 1] = 0
         return out
 
     def clip(self, height: int, width: int) -> AnnotationSet:
@@ -285,6 +341,11 @@ class AnnotationSet:
                 f"partly outside the {height} x {width} px level-0 image; {clipped} clipped, {dropped} dropped"
             )
         return AnnotationSet(kept, source=self.source)
+
+    def _removed(self, wanted: Iterable[str]) -> list[Region]:
+        """Exclusion and normal regions whose label is not among ``wanted``: cut out of a rasterised mask."""
+        keep = set(wanted)
+        return [r for r in self.regions if r.label in NOT_TUMOR and r.label not in keep]
 
     def _where(self) -> str:
         return str(self.source) if self.source is not None else "annotations (no file)"
