@@ -249,8 +249,8 @@ def shot_sample_patches(ctx: Context) -> None:
         open_file(viewer, slide)
         widget = SamplePatchesWidget(viewer)
         dock(viewer, widget, "Sample patches")
-        widget.slides.value = [slide.stem]
-        widget.truth.value = [f"{slide.stem} ground truth"]
+        widget.inputs.slides.value = [slide.stem]
+        widget.inputs.truth.value = [f"{slide.stem} ground truth"]
         widget.n.value = 120
         widget.patch_size.value = 128
         widget.center_size.value = 64
@@ -293,7 +293,7 @@ def shot_train_widget(ctx: Context) -> None:
         widget = TrainWidget(viewer)
         dock(viewer, widget, "Train")
         widget.source.value = "slides in the viewer"
-        widget.slides.value = [Path(r["path"]).stem for r in rows]
+        widget.inputs.slides.value = [Path(r["path"]).stem for r in rows]
         widget.arch.value = "small"
         widget.epochs.value = 4
         widget.batch_size.value = 16
@@ -327,7 +327,7 @@ def shot_inference_heatmap(ctx: Context) -> None:
         open_file(viewer, slide)
         widget = inference_widget(viewer)
         dock(viewer, widget, "Run inference")
-        widget.slides.value = [slide.stem]
+        widget.inputs.slides.value = [slide.stem]
         widget.checkpoints.value = [ctx.checkpoint("slides")]
         widget.device.value = "cpu"
         widget.resume.value = False

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask", "sha256_file"]
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text", "current_umask", "keep_backup", "sha256_file"]
 
 
 def current_umask() -> int:
@@ -90,3 +90,12 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def keep_backup(path: str | os.PathLike[str]) -> Path | None:
+    """Copy an existing ``path`` to ``<path>.bak`` (replacing an older backup, atomically) before it is rewritten;
+    returns the backup, or None when there was nothing to keep."""
+    source = Path(path)
+    if not source.is_file():
+        return None
+    return atomic_write_bytes(source.with_name(source.name + ".bak"), source.read_bytes())

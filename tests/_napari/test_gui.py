@@ -64,9 +64,9 @@ def test_sample_patches_widget(make_napari_viewer, qtbot, wsi_cohort, tmp_path) 
     viewer.open(str(slide.path), plugin="napari-patchdx")
     widget = SamplePatchesWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    assert widget.slides.choices == (slide.path.stem,)
-    widget.slides.value = [slide.path.stem]
-    widget.truth.value = [f"{slide.path.stem} ground truth"]
+    assert widget.inputs.slides.choices == (slide.path.stem,)
+    widget.inputs.slides.value = [slide.path.stem]
+    widget.inputs.truth.value = [f"{slide.path.stem} ground truth"]
     widget.n.value = 40
     widget.patch_size.value = 96
     widget.center_size.value = 48
@@ -102,7 +102,7 @@ def test_sample_patches_widget_stop(make_napari_viewer, qtbot, wsi_cohort) -> No
     viewer = make_napari_viewer(show=True)
     viewer.open(str(slide.path), plugin="napari-patchdx")
     widget = SamplePatchesWidget(viewer)
-    widget.slides.value = [slide.path.stem]
+    widget.inputs.slides.value = [slide.path.stem]
     widget.n.value = 1_000_000
     widget.patch_size.value = 96
     widget.center_size.value = 48
@@ -179,7 +179,7 @@ def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp
     widget.source.value = "X-ray cohort folder"
     # only the controls that apply to X-rays show: the working size does, steps per epoch and colour do not
     assert shown(widget.working_size) and shown(widget.stage) and shown(widget.cohort)
-    assert not shown(widget.steps) and not shown(widget.stain) and not shown(widget.slides)
+    assert not shown(widget.steps) and not shown(widget.stain) and not shown(widget.inputs)
     widget.deterministic.value = True
     widget.cohort.value = cohort.root
     widget.arch.value = "small"
@@ -212,7 +212,7 @@ def test_sample_patches_widget_splits_slides_for_training(make_napari_viewer, qt
     for s in wsi_cohort.slides:
         viewer.open(str(s.path), plugin="napari-patchdx")
     widget = SamplePatchesWidget(viewer)
-    widget.slides.value = [s.path.stem for s in wsi_cohort.slides]
+    widget.inputs.slides.value = [s.path.stem for s in wsi_cohort.slides]
     widget.n.value = 60
     widget.patch_size.value = 96
     widget.center_size.value = 48

@@ -75,8 +75,8 @@ def test_widget_fills_aligned_heatmaps_live(make_napari_viewer, qtbot, slides, c
     viewer.layers.events.inserted.connect(inserted)
     widget = InferenceWidget(viewer)
     viewer.window.add_dock_widget(widget)
-    assert set(widget.slides.choices) == {"first", "second"} and "cpu" in widget.device.choices
-    widget.slides.value = ["first", "second"]
+    assert set(widget.inputs.slides.choices) == {"first", "second"} and "cpu" in widget.device.choices
+    widget.inputs.slides.value = ["first", "second"]
     widget.checkpoints.value = [checkpoints["slide"]]
     widget.tta.value = False
     widget.device.value = "cpu"
@@ -193,8 +193,10 @@ def test_widget_errors_are_messages(make_napari_viewer, qtbot, slides, checkpoin
 
     assert "choose a checkpoint first" in attempt()
     widget.checkpoints.value = [checkpoints["cxr"]]
+    assert widget.inputs.slides.value == ["gone"]  # a slide opened is chosen by default
+    widget.inputs.slides.value = []
     assert "choose slide or chest X-ray layers" in attempt()
-    widget.slides.value = ["gone"]
+    widget.inputs.slides.value = ["gone"]
     message = attempt()
     assert "cxr.json" in message and "incompatible checkpoint" in message and "1-channel" in message
     widget.checkpoints.value = [checkpoints["slide"], checkpoints["cxr"]]

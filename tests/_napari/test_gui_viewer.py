@@ -126,7 +126,7 @@ def test_infer_delete_open_zoom_infer_ten_times(make_napari_viewer, qtbot, slide
     for round_ in range(10):
         first, second = slides[round_ % 2], slides[(round_ + 1) % 2]
         viewer.open(str(first), plugin="napari-patchdx")
-        widget.slides.value = [first.stem]
+        widget.inputs.slides.value = [first.stem]
         if round_ % 2 == 0:
             _infer(widget, qtbot, tmp_path / f"{round_}a")
             assert [layer.name for layer in _heatmaps(viewer)] == [f"{first.stem} heatmap"]
@@ -150,7 +150,7 @@ def test_infer_delete_open_zoom_infer_ten_times(make_napari_viewer, qtbot, slide
         viewer.open(str(second), plugin="napari-patchdx")
         _camera(viewer).zoom *= 2
         _draw(viewer, qtbot)
-        widget.slides.value = [second.stem]
+        widget.inputs.slides.value = [second.stem]
         _infer(widget, qtbot, tmp_path / f"{round_}b")
         (heat,) = _heatmaps(viewer)
         assert heat.name == f"{second.stem} heatmap" and np.isfinite(heat.data).any()
@@ -270,7 +270,7 @@ def test_input_errors_show_in_the_status_line(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     expected = {
         "Sample patches": "choose slide layers or a folder of slides first",
-        "Train": "choose at least two",
+        "Train": "choose slide layers first",
         "Run inference": "choose a checkpoint first",
         "Evaluate": "choose heatmap layers first",
         "Run pipeline": "choose a pipeline configuration (YAML) first",

@@ -49,7 +49,7 @@ def fine_slide_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _viewer_with_slide(make_napari_viewer, slide: Path):
     viewer = make_napari_viewer()
-    [layer] = viewer.open(str(slide), plugin="napari-patchdx")
+    layer = viewer.open(str(slide), plugin="napari-patchdx")[0]
     assert layer.metadata["patchdx"]["kind"] == "slide" and layer.metadata["patchdx"]["mpp"] == MPP
     return viewer, layer
 
@@ -118,12 +118,15 @@ def test_a_layer_showing_the_top_points_warns_and_writes_what_it_shows(
 
 def test_points_added_by_hand_over_a_slide_save_in_its_pixels(make_napari_viewer, slide_path, tmp_path) -> None:
     """A Points layer the user adds (no plugin metadata, its own scale and translate) takes the frame of the slide
-    it lies over: world micrometres / 0.5 um/px -> level-0 pixels; probability 1.0 without a probability feature."""
+    it lies over: world micrometres / 0.5 um/px -> level-0 pixels; probability 1.0 without a probability feature.
+    The frame is recorded when the layer is inserted (so it saves after the slide is closed), and found from the
+    slide it lies over when it was not."""
     viewer, slide = _viewer_with_slide(make_napari_viewer, slide_path)
     marks = viewer.add_points(
         np.array([[400.0, 800.0], [10.0, 20.0]]), scale=(0.25, 0.25), translate=(10.0, 20.0), name="my marks"
     )
-    assert "patchdx" not in marks.metadata
+    assert marks.metadata["patchdx"] == {"mpp": MPP, "slide": str(slide_path)}  # tagged when inserted
+    marks.metadata = {}  # as a layer added before the plugin was active: found at saving time
     _select(viewer, marks)
     geojson, csv = tmp_path / "marks.geojson", tmp_path / "marks.csv"
     assert _save(viewer, geojson) == [str(geojson)]

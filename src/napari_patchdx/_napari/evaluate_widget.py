@@ -25,7 +25,7 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FileEdit, FloatSpinBox, Select, Table
+from magicgui.widgets import ComboBox, FileEdit, Select, Table
 from qtpy.QtWidgets import QSizePolicy
 
 from ..errors import ConfigError, InputFileError
@@ -42,9 +42,10 @@ from ..io.annotations.read import read_annotations
 from ..io.names import file_name
 from ..layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 from .controls import setting_control
-from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows, truth_layer_names
+from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
+from .slide_inputs import choose_new, slide_mpp_control
+from .truth import layer_annotations, slide_layers, truth_for_slides, truth_layers
 from .viewer import add_layers
-from .writers import shapes_to_annotations
 
 SOURCES = ("heatmap layers", "slide folders", "X-ray folders")
 
@@ -78,8 +79,7 @@ class EvaluateWidget(Panel):
             EvaluateSettings, "nms_radius_um", "NMS radius (um)", min=0.0, max=10_000.0, step=10.0
         )
         self.level = setting_control(EvaluateSettings, "level", "FROC mask level", min=0, max=12)
-        self.mpp = FloatSpinBox(label="slides' um/px (0 = from the files)", min=0.0, max=64.0, step=0.001, value=0.0)
-        self.mpp.tooltip = "level-0 micrometres per pixel of slides whose files lack it; also the FROC protocol's"
+        self.mpp = slide_mpp_control(viewer)
         self.n_boot = setting_control(EvaluateSettings, "n_boot", "bootstrap resamples", min=0, max=100_000)
         self.runner = JobRunner("Evaluate")
         self.summary = StatusLine()
@@ -118,8 +118,10 @@ class EvaluateWidget(Panel):
         self.outcome_layers: dict[str, Any] = {}
         self.runner.run_button.changed.connect(self.run)
         self.source.changed.connect(self._show_inputs)
-        viewer.layers.events.inserted.connect(self._refresh)
+        viewer.layers.events.inserted.connect(self._inserted)
         viewer.layers.events.removed.connect(self._refresh)
+        self.heatmaps.value = self._heatmap_names()
+        self.truth.value = self._truth_names()
         self._show_inputs()
 
     # ------------------------------------------------------------------------------------------ choices
@@ -127,7 +129,7 @@ class EvaluateWidget(Panel):
         return [layer.name for layer in layers_of_kind(self.viewer, "heatmap")]
 
     def _truth_names(self, _: Any = None) -> list[str]:
-        return truth_layer_names(self.viewer)
+        return [layer.name for layer in truth_layers(self.viewer)]
 
     def _points_names(self, _: Any = None) -> list[str]:
         return [
@@ -140,6 +142,11 @@ class EvaluateWidget(Panel):
     def _refresh(self, _: Any = None) -> None:
         for select in (self.heatmaps, self.truth, self.points):
             select.reset_choices()
+
+    def _inserted(self, event: Any) -> None:
+        """Refresh the lists; a new heatmap or ground-truth layer is chosen (what Run inference just made)."""
+        self._refresh()
+        choose_new(event, self.heatmaps, self.truth)
 
     def _show_inputs(self, _: Any = None) -> None:
         source = str(self.source.value)
@@ -170,6 +177,11 @@ class EvaluateWidget(Panel):
     def _slide_inputs(self) -> list[SlideInput]:
         """One :class:`SlideInput` per chosen heatmap layer, with its slide's ground truth, shape and points."""
         names = list(self.heatmaps.value)
+        slides = {h: self._slide_layer(self._heatmap_slide(self.viewer.layers[h])) for h in names}
+        chosen = set(self.truth.value)
+        truths = [layer for layer in truth_layers(self.viewer) if layer.name in chosen]
+        shown = list({id(s): s for s in slides.values() if s is not None}.values())
+        paired = truth_for_slides(shown, truths, shown=slide_layers(self.viewer), strict=False)
         inputs = []
         for hname in names:
             layer = self.viewer.layers[hname]
@@ -182,10 +194,11 @@ class EvaluateWidget(Panel):
             if slide_layer is not None:
                 shapes = slide_layer.metadata["patchdx"].get("level_shapes")
                 shape = tuple(shapes[0]) if shapes else tuple(np.shape(slide_layer.data[0])[:2])
-            truth_layer = self._matching(list(self.truth.value), name, len(names) == 1)
-            truth = None
-            if truth_layer is not None:
-                truth = shapes_to_annotations(truth_layer.data, truth_layer.as_layer_data_tuple()[1])
+            if slide_layer is not None:
+                truth_layer = paired[slide_layer.name]
+            else:
+                truth_layer = self._matching(list(self.truth.value), name, len(names) == 1)
+            truth = None if truth_layer is None else layer_annotations(truth_layer, self.viewer)
             points_layer = self._matching(list(self.points.value), name, len(names) == 1)
             points: PointsTable | None = None
             if points_layer is not None:

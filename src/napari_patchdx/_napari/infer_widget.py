@@ -41,6 +41,8 @@ from ..layerdata import cam_layers, heatmap_layer
 from ..progress import ItemReport, Progress
 from .controls import control_value, setting_control
 from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
+from .session import session_of
+from .slide_inputs import SlideInputs
 from .viewer import add_layers
 
 if TYPE_CHECKING:
@@ -144,7 +146,7 @@ class InferenceWidget(Panel):
         from ..devices import available_devices
 
         self.viewer = viewer
-        self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
+        self.inputs = SlideInputs(viewer, truth=False)
         self.xrays = Select(label="chest X-rays", choices=self._xray_names, allow_multiple=True)
         self.folder = FileEdit(label="or folder", mode="d", nullable=True)
         self.checkpoints = FileEdit(label="checkpoint(s)", mode="rm", filter="*.json *.safetensors")
@@ -161,7 +163,7 @@ class InferenceWidget(Panel):
         super().__init__(
             viewer,
             [
-                self.slides,
+                self.inputs,
                 self.xrays,
                 self.folder,
                 self.checkpoints,
@@ -188,17 +190,34 @@ class InferenceWidget(Panel):
         self.runner.run_button.changed.connect(self.run)
         viewer.layers.events.inserted.connect(self._refresh_choices)
         viewer.layers.events.removed.connect(self._refresh_choices)
+        self.session = session_of(viewer)
+        self._offered: dict[str, Any] = {}
+        self.session.changed.connect(self._take_from_session)
+        for key in ("checkpoint", "run_dir"):
+            if self.session.get(key) is not None:
+                self._take_from_session(key, self.session.get(key))
 
     # -- inputs ------------------------------------------------------------------------------------------------
-    def _slide_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in layers_of_kind(self.viewer, "slide")]
-
     def _xray_names(self, _: Any = None) -> list[str]:
         return [layer.name for layer in layers_of_kind(self.viewer, "cxr")]
 
     def _refresh_choices(self, _: Any = None) -> None:
-        self.slides.reset_choices()
         self.xrays.reset_choices()
+
+    def _take_from_session(self, key: str, value: Any) -> None:
+        """Offer the checkpoint Train just wrote (and an output folder in its run folder) unless the user chose
+        other files: a field is filled when empty or still holding what was offered before."""
+        if key == "checkpoint":
+            current = [str(p) for p in (self.checkpoints.value or ()) if str(p) not in ("", ".")]
+            if not current or current == [str(self._offered.get(key))]:
+                self.checkpoints.value = [Path(value)]
+                self._offered[key] = Path(value)
+        elif key == "run_dir":
+            folder = Path(value) / "heatmaps"
+            current = self._path_value(self.out_dir)
+            if current is None or current == self._offered.get(key):
+                self.out_dir.value = folder
+                self._offered[key] = folder
 
     @staticmethod
     def _path_value(widget: FileEdit) -> Path | None:
@@ -232,11 +251,7 @@ class InferenceWidget(Panel):
 
             files = sorted(p for p in folder.iterdir() if p.is_file() and detect_kind(p) == "cxr")
             return [], [XrayInput.of(p) for p in files]
-        slides = [
-            Path(self.viewer.layers[name].metadata["patchdx"]["path"])
-            for name in self.slides.value
-            if name in self.viewer.layers
-        ]
+        slides = self.inputs.paths()
         xrays = [
             self._xray_from_layer(self.viewer.layers[name]) for name in self.xrays.value if name in self.viewer.layers
         ]
@@ -301,8 +316,11 @@ class InferenceWidget(Panel):
             return
         self._input_layers = []
         if self._path_value(self.folder) is None:
-            names = self.slides.value if plan.track == "slides" else self.xrays.value
-            self._input_layers = [self.viewer.layers[name] for name in names if name in self.viewer.layers]
+            if plan.track == "slides":
+                self._input_layers = self.inputs.chosen_slides()
+            else:
+                names = self.xrays.value
+                self._input_layers = [self.viewer.layers[name] for name in names if name in self.viewer.layers]
         self._track = plan.track
         self.results = None
         self.live = {}
@@ -317,6 +335,7 @@ class InferenceWidget(Panel):
                 "stride": control_value(self.stride, InferSettings, "stride"),
                 "batch_size": int(self.batch_size.value),
                 "resume": bool(self.resume.value),
+                "mpp": self.inputs.mpp_value(),
             }
             factory = functools.partial(heatmaps_job, plan.inputs, plan.checkpoints, plan.out_dir, **kwargs)
         else:

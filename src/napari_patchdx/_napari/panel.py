@@ -26,7 +26,7 @@ from qtpy.QtWidgets import QSizePolicy, QStyledItemDelegate, QWidget
 
 from ..errors import PatchdxError
 from ..progress import Progress
-from .viewer import guard_layer_removal
+from .hooks import install_viewer_hooks
 
 #: errors a widget reports in its status line (a message for the user) instead of raising
 INPUT_ERRORS = (PatchdxError, OSError, ValueError)
@@ -35,16 +35,6 @@ INPUT_ERRORS = (PatchdxError, OSError, ValueError)
 def layers_of_kind(viewer: napari.Viewer, kind: str) -> list[Any]:
     """The viewer's layers that this plugin made or read as ``kind`` (``layer.metadata["patchdx"]["kind"]``)."""
     return [layer for layer in viewer.layers if layer.metadata.get("patchdx", {}).get("kind") == kind]
-
-
-def truth_layer_names(viewer: napari.Viewer) -> list[str]:
-    """Shapes layers that can hold ground-truth annotations (not the patch or lesion boxes the widgets draw)."""
-    return [
-        layer.name
-        for layer in viewer.layers
-        if isinstance(layer, napari.layers.Shapes)
-        and layer.metadata.get("patchdx", {}).get("kind") not in ("patches", "boxes")
-    ]
 
 
 class StatusLine(Label):
@@ -67,8 +57,8 @@ class Panel(Container):
     napari docks a magicgui widget's ``native`` (the widget that holds the layout), so the scroll area is built
     inside it: the panel's ``native`` holds only the scroll area, whose content (:attr:`body`, a
     :class:`~magicgui.widgets.Container`) holds the controls. The panel's minimum height is small (it scrolls), its
-    minimum width is its controls' (it never scrolls sideways). Every panel installs
-    :func:`~napari_patchdx._napari.viewer.guard_layer_removal` for ``viewer``.
+    minimum width is its controls' (it never scrolls sideways). Every panel installs the plugin's viewer hooks
+    (:func:`~napari_patchdx._napari.hooks.install_viewer_hooks`) for ``viewer``.
     """
 
     def __init__(self, viewer: napari.Viewer, widgets: Sequence[Widget]) -> None:
@@ -85,7 +75,7 @@ class Panel(Container):
         layout = self.native.layout()
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)
-        guard_layer_removal(viewer, self.native)
+        install_viewer_hooks(viewer, self.native)
 
     def add_native(self, widget: QWidget) -> None:
         """Add a Qt widget (a plot) after the panel's controls."""

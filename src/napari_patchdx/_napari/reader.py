@@ -34,20 +34,12 @@ def napari_get_reader(path: str | Sequence[str]) -> ReaderFunction | None:
 
 def read_paths(path: str | Sequence[str]) -> list[LayerData]:
     """npe2 reader function: every path as layer data (see :func:`napari_patchdx.layerdata.layers_for_paths`); the
-    files of one DICOM-WSI series give one slide. Reading into a viewer installs the layer-removal guard
-    (:func:`~napari_patchdx._napari.viewer.guard_layer_removal`) on it, so deleting the layers is safe before any
-    of our dock widgets is open."""
+    files of one DICOM-WSI series give one slide. Reading into a viewer installs the plugin's viewer hooks
+    (:func:`~napari_patchdx._napari.hooks.install_viewer_hooks`: safe layer removal, ground-truth layers adopted and
+    coloured by class) before any of our dock widgets is open."""
+    from .hooks import install_in_current_viewer
+
     paths = [path] if isinstance(path, str | Path) else list(path)
     layers = layers_for_paths(one_per_series(paths))
-    _guard_current_viewer()
+    install_in_current_viewer()
     return layers
-
-
-def _guard_current_viewer() -> None:
-    import napari
-
-    from .viewer import guard_layer_removal
-
-    viewer = napari.current_viewer()
-    if viewer is not None:
-        guard_layer_removal(viewer)

@@ -1,28 +1,21 @@
 """npe2 sample data: a small synthetic slide with its ground truth, a synthetic chest X-ray with lesion boxes.
 
-Opening a sample also installs :func:`~napari_patchdx._napari.viewer.guard_layer_removal` in the current viewer, so
-deleting the sample's layers is safe before any of the plugin's dock widgets is opened.
+Opening a sample also installs the plugin's viewer hooks (:func:`~napari_patchdx._napari.hooks.install_viewer_hooks`)
+in the current viewer, before any of the plugin's dock widgets is opened.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import napari
 import numpy as np
 from platformdirs import user_cache_dir
 
 from ..layerdata import LayerData, boxes_layer, cxr_layer, slide_file_layers
-from .viewer import guard_layer_removal
+from .hooks import install_in_current_viewer
 
 #: Bump when the generator's output changes so cached samples are rebuilt.
 SAMPLE_VERSION = 1
-
-
-def _guard_current_viewer() -> None:
-    viewer = napari.current_viewer()
-    if viewer is not None:
-        guard_layer_removal(viewer)
 
 
 def _cache_dir() -> Path:
@@ -38,7 +31,7 @@ def sample_slide() -> list[LayerData]:
     """
     from ..synth.wsi.slide import make_slide
 
-    _guard_current_viewer()
+    install_in_current_viewer()
     path = _cache_dir() / f"sample_slide_v{SAMPLE_VERSION}.tif"
     if not path.is_file():
         make_slide(path, height=4096, width=4096, mpp=0.5, seed=7, tumor=True)
@@ -50,7 +43,7 @@ def sample_cxr() -> list[LayerData]:
     from ..io.cxr.read import CxrImage
     from ..synth.cxr.render import render_cxr
 
-    _guard_current_viewer()
+    install_in_current_viewer()
     image, lesions, info = render_cxr(11, size=1024, lesions=("nodule", "pleural_effusion"))
     spacing = (float(info["spacing_mm"][0]), float(info["spacing_mm"][1]))
     cxr = CxrImage(image=image, spacing=spacing, meta={"source": "synthetic", "seed": 11}, path=None)

@@ -17,25 +17,24 @@ from magicgui.widgets import (
     FileEdit,
     FloatSpinBox,
     PushButton,
-    Select,
     SpinBox,
 )
 from napari.utils.notifications import show_info
 from qtpy.QtWidgets import QSizePolicy
 
 from ..errors import ConfigError
-from ..io.annotations.model import AnnotationSet
 from ..io.cohort import cohort_folder
-from ..io.detect import annotations_beside, slides_in_folder
+from ..io.detect import slides_in_folder
 from ..io.names import file_name
 from ..layerdata import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
 from ..sampling.settings import SAMPLE_METHODS, SampleSettings
 from ..sampling.splits import hold_out_slides
 from .controls import setting_control
-from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, truth_layer_names
+from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind
+from .session import session_of
+from .slide_inputs import SlideInputs, Truth
 from .viewer import add_layers
-from .writers import shapes_to_annotations
 
 
 class SamplePatchesWidget(Panel):
@@ -43,14 +42,14 @@ class SamplePatchesWidget(Panel):
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         self.viewer = viewer
-        self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
-        self.truth = Select(label="ground truth", choices=self._truth_names, allow_multiple=True)
+        self.inputs = SlideInputs(viewer)
         self.folder = FileEdit(label="or folder", mode="d", value="")
         self.method = setting_control(SampleSettings, "method", "sampler", choices=SAMPLE_METHODS)
         self.n = setting_control(SampleSettings, "n", "patches", min=1, max=1_000_000)
         self.patch_size = SpinBox(label="patch size (px)", min=16, max=2048, value=299)
         self.center_size = SpinBox(label="centre region (px)", min=1, max=2048, value=128)
-        self.mpp = FloatSpinBox(label="um/px (0 = native)", min=0.0, max=64.0, step=0.05, value=0.0)
+        self.patch_mpp = FloatSpinBox(label="patch um/px (0 = level 0)", min=0.0, max=64.0, step=0.05, value=0.0)
+        self.patch_mpp.tooltip = "magnification of the patches: micrometres per patch pixel (0: the slide's level 0)"
         self.jitter = FloatSpinBox(label="jitter (px)", min=0.0, max=128.0, value=8.0)
         self.min_tissue = setting_control(
             SampleSettings, "min_tissue", "min tissue (grid)", min=0.0, max=1.0, step=0.05
@@ -64,14 +63,13 @@ class SamplePatchesWidget(Panel):
         super().__init__(
             viewer,
             [
-                self.slides,
-                self.truth,
+                self.inputs,
                 self.folder,
                 self.method,
                 self.n,
                 self.patch_size,
                 self.center_size,
-                self.mpp,
+                self.patch_mpp,
                 self.jitter,
                 self.min_tissue,
                 self.seed,
@@ -83,45 +81,22 @@ class SamplePatchesWidget(Panel):
             ],
         )
         self.table: Any = None
+        self._mpp: Any = None
         self.runner.run_button.changed.connect(self.run)
         self.export_button.changed.connect(self.export)
-        viewer.layers.events.inserted.connect(self._refresh)
-        viewer.layers.events.removed.connect(self._refresh)
-
-    def _slide_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in layers_of_kind(self.viewer, "slide")]
-
-    def _truth_names(self, _: Any = None) -> list[str]:
-        return truth_layer_names(self.viewer)
-
-    def _refresh(self, _: Any = None) -> None:
-        self.slides.reset_choices()
-        self.truth.reset_choices()
 
     def _folder_of_slides(self) -> Path | None:
         folder = Path(str(self.folder.value)) if str(self.folder.value) not in ("", ".") else None
         return folder if folder is not None and folder.is_dir() else None
 
-    def _inputs(self) -> list[tuple[Path, Path | AnnotationSet | None]]:
-        """(slide path, annotations) pairs from the chosen layers, or from the folder."""
-        pairs: list[tuple[Path, Path | AnnotationSet | None]] = []
+    def _inputs(self) -> list[tuple[Path, Truth]]:
+        """(slide path, ground truth) pairs from the chosen layers, or from the folder."""
         folder = self._folder_of_slides()
         if folder is not None:
             return list(slides_in_folder(folder))
-        truths = [self.viewer.layers[name] for name in self.truth.value]
-        for name in self.slides.value:
-            layer = self.viewer.layers[name]
-            path = Path(layer.metadata["patchdx"]["path"])
-            match = [t for t in truths if t.name.startswith(file_name(path))] or (
-                truths if len(self.slides.value) == 1 else []
-            )
-            if match:
-                shapes = match[0]
-                annotations = shapes_to_annotations(shapes.data, shapes.as_layer_data_tuple()[1])
-                pairs.append((path, annotations))
-            else:
-                pairs.append((path, annotations_beside(path)))
-        return pairs
+        if not self.inputs.chosen_slides():
+            raise ConfigError("choose slide layers or a folder of slides first")
+        return self.inputs.pairs()
 
     def _cxr_folder(self) -> Path | None:
         folder = str(self.folder.value)
@@ -156,7 +131,9 @@ class SamplePatchesWidget(Panel):
         pairs = self._inputs()
         if not pairs:
             raise ConfigError("choose slide layers or a folder of slides first")
-        geometry = PatchGeometry(int(self.patch_size.value), int(self.center_size.value), float(self.mpp.value) or None)
+        geometry = PatchGeometry(
+            int(self.patch_size.value), int(self.center_size.value), float(self.patch_mpp.value) or None
+        )
         method = str(self.method.value)
         try:  # per-slide splits as the Train widget and the core choose them, so the table trains and validates
             splits = {file_name(p): split for p, _, split in hold_out_slides(pairs, seed=int(self.seed.value))}
@@ -170,10 +147,12 @@ class SamplePatchesWidget(Panel):
             "jitter": float(self.jitter.value),
             "min_tissue": float(self.min_tissue.value),
             "splits": splits,
+            "mpp": self.inputs.mpp_value(),
         }
         self.table = None
+        self._mpp = kwargs["mpp"]
         self.runner.start(lambda: sample_slides_job(pairs, **kwargs), self._on_done, self._on_partial)
-        chosen = [self.viewer.layers[name] for name in self.slides.value if name in self.viewer.layers]
+        chosen = self.inputs.chosen_slides()
         if chosen and not self._folder_of_slides():
             self.runner.stop_when_removed(self.viewer, chosen)
 
@@ -188,6 +167,7 @@ class SamplePatchesWidget(Panel):
 
     def _on_done(self, table: Any) -> None:
         from ..io.slides.open import open_slide
+        from ..sampling.sources import slide_mpp
 
         self.table = table
         n_pos = int((table["label"] > 0).sum())
@@ -201,7 +181,7 @@ class SamplePatchesWidget(Panel):
         held = f"{int(by_split.get('val', 0))} validation" if "val" in by_split else "no validation slide"
         self.counts.value = f"{len(table)} patches: {n_pos} tumour, {len(table) - n_pos} normal; {held}"
         for path, rows in table.groupby("slide", sort=False):
-            with open_slide(path) as slide:
+            with open_slide(path, mpp=slide_mpp(self._mpp, path)) as slide:
                 layer = patches_layer(rows, slide.level_downsamples, slide.mpp, name=f"{file_name(path)} patches")
             name = layer[1]["name"]
             if name in self.viewer.layers:
@@ -268,7 +248,7 @@ class TrainWidget(Panel):
             choices=["slides in the viewer", "patch table", "X-ray cohort folder"],
             value="slides in the viewer",
         )
-        self.slides = Select(label="slides", choices=self._slide_names, allow_multiple=True)
+        self.inputs = SlideInputs(viewer)
         self.table = FileEdit(label="patch table", mode="r", filter="*.csv *.parquet", value="")
         self.cohort = FileEdit(label="X-ray cohort", mode="d", value="")
         self.arch = ComboBox(label="model", choices=list(ARCHITECTURES), value="small")
@@ -293,7 +273,7 @@ class TrainWidget(Panel):
             viewer,
             [
                 self.source,
-                self.slides,
+                self.inputs,
                 self.table,
                 self.cohort,
                 self.arch,
@@ -316,18 +296,14 @@ class TrainWidget(Panel):
         self.add_native(self.canvas)
         self.history: list[dict[str, Any]] = []
         self.result: Any = None
+        self.session = session_of(viewer)
         self.runner.run_button.changed.connect(self.run)
-        viewer.layers.events.inserted.connect(lambda _=None: self.slides.reset_choices())
-        viewer.layers.events.removed.connect(lambda _=None: self.slides.reset_choices())
-
-    def _slide_names(self, _: Any = None) -> list[str]:
-        return [layer.name for layer in layers_of_kind(self.viewer, "slide")]
 
     def _show_controls(self, _: Any = None) -> None:
         """Show the controls that apply to the chosen data, and only those."""
         source = str(self.source.value)
         xray = source == "X-ray cohort folder"
-        self.slides.visible = source == "slides in the viewer"
+        self.inputs.visible = source == "slides in the viewer"
         self.table.visible = source == "patch table"
         self.cohort.visible = xray
         for control in (self.stage, self.working_size):
@@ -356,18 +332,16 @@ class TrainWidget(Panel):
         )
 
     def _data(self) -> tuple[str, Any]:
+        """The track and the training data (the training job saves ground-truth layers into the run folder,
+        :data:`~napari_patchdx.io.names.TRUTH_FOLDER`, so the run records what it was trained on)."""
         from ..training.inputs import TrainData
 
         source = str(self.source.value)
         if source == "X-ray cohort folder":
             return "cxr", TrainData(cxr_root=Path(str(self.cohort.value)))
         if source == "patch table":
-            return "slide", TrainData(patch_table=Path(str(self.table.value)))
-        slides = []
-        for name in self.slides.value:
-            path = Path(self.viewer.layers[name].metadata["patchdx"]["path"])
-            slides.append((path, annotations_beside(path)))
-        return "slide", TrainData(slides=hold_out_slides(slides))
+            return "slide", TrainData(patch_table=Path(str(self.table.value)), mpp=self.inputs.mpp_value())
+        return "slide", TrainData(slides=hold_out_slides(self.inputs.pairs()), mpp=self.inputs.mpp_value())
 
     def run(self) -> None:
         """Start training in a worker; curves update after every epoch. Input errors go to the status line."""
@@ -407,3 +381,7 @@ class TrainWidget(Panel):
         self.result = result
         state = "stopped; resumable checkpoint" if result.cancelled else "done"
         self.runner.status.value = f"{state}: {result.last}"
+        checkpoint = result.best or result.last
+        if checkpoint is not None and not result.cancelled:  # Run inference picks it up
+            self.session.set("run_dir", Path(result.out_dir))
+            self.session.set("checkpoint", Path(checkpoint))

@@ -1,0 +1,49 @@
+"""What the dock widgets of one viewer share: the last trained checkpoint and its run folder, and the slides'
+microns per pixel typed by the user. Train sets the checkpoint; Run inference picks it up (and its output folder
+beside it), so Sample -> Train -> Infer -> Evaluate needs no file chosen twice. Values change through
+:meth:`Session.set`, which emits :attr:`Session.changed` ``(key, value)``."""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+import napari
+from psygnal import Signal
+
+#: the keys a session holds
+KEYS = ("checkpoint", "run_dir", "slide_mpp")
+
+
+class Session:
+    """Values shared by the widgets of one viewer (see the module docstring)."""
+
+    changed = Signal(str, object)
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` (one of :data:`KEYS`), or ``default`` when none was set."""
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        """Set ``key`` to ``value`` and tell the widgets (only when it changes)."""
+        if key not in KEYS:
+            raise KeyError(f"unknown session key {key!r}; one of {KEYS}")
+        if self.values.get(key) != value:
+            self.values[key] = value
+            self.changed.emit(key, value)
+
+
+_SESSIONS: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+
+
+def session_of(viewer: napari.Viewer) -> Session:
+    """The session of ``viewer`` (one per viewer, made on first use)."""
+    layers = viewer.layers
+    key = getattr(layers, "__wrapped__", layers)  # the layer list itself, not the proxy napari gives plugin widgets
+    session = _SESSIONS.get(key)
+    if session is None:
+        session = _SESSIONS[key] = Session()
+    return session
