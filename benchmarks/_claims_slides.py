@@ -120,9 +120,11 @@ def run_slides(
     hard_negatives: bool = False,
     tta: bool = True,
     infer_splits: Sequence[str] = ("test",),
+    train: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """One pipeline run (sample, train, infer) into ``run_dir``; a second call with other ``infer`` settings
-    reuses the trained model (the pipeline skips the stages whose settings did not change)."""
+    reuses the trained model (the pipeline skips the stages whose settings did not change). ``train`` overrides
+    settings of ``sizes.train``."""
     config = {
         "track": "slides",
         "input": str(cohort_dir),
@@ -131,7 +133,7 @@ def run_slides(
         "device": device,
         "splits": dict(splits),
         "sample": {"n": sizes.patches},
-        "train": {**sizes.train, "arch": arch, "stain": stain, "hard_negatives": hard_negatives},
+        "train": {**sizes.train, **(train or {}), "arch": arch, "stain": stain, "hard_negatives": hard_negatives},
         "infer": {"tta": tta, "splits": list(infer_splits)},
         "report": {"enabled": False},
     }
