@@ -2,7 +2,7 @@
 
 Usage (from the repository root; needs an X display, so on a server run it under a virtual one)::
 
-    xvfb-run -a -s "-screen 0 1920x1200x24" .venv/bin/python scripts/screenshots.py
+    xvfb-run -a -s "-screen 0 1920x1440x24" .venv/bin/python scripts/screenshots.py
     .venv/bin/python scripts/screenshots.py --only slide_ground_truth cxr_lesion_boxes
     .venv/bin/python scripts/screenshots.py --work /tmp/shots     # keep (and reuse) the demo runs between calls
 
@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "docs" / "images"
 WINDOW = (1200, 800)  # napari window (width, height) in screen pixels before scaling
 TALL = (1200, 960)  # for docks with many fields
+WIDE = (1600, 1300)  # a large canvas beside a dock with lists, a table and plots, none of it scrolled away
 
 
 class SkipShot(Exception):
@@ -115,9 +116,13 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 900.0)
 def new_viewer(title: str, size: tuple[int, int] = WINDOW) -> Any:
     """A shown napari viewer of ``size`` (width, height) screen pixels."""
     import napari
+    from qtpy.QtGui import QCursor, QGuiApplication
 
     viewer = napari.Viewer(title=title, show=True)
     viewer.window._qt_window.resize(*size)
+    viewer.window._qt_window.activateWindow()  # napari fades its notifications only in the active window
+    # the pointer off the window: a notification under it would never fade (napari keeps a hovered one)
+    QCursor.setPos(QGuiApplication.primaryScreen().geometry().bottomRight())
     process_events(0.5)
     return viewer
 
@@ -134,8 +139,28 @@ def fresh_dir(ctx: Context, name: str) -> Path:
     return path
 
 
-def dock(viewer: Any, widget: Any, name: str) -> None:
-    viewer.window.add_dock_widget(widget, name=name, area="right")
+def dock(viewer: Any, widget: Any, name: str) -> Any:
+    """Dock ``widget`` on the right of the window, as wide as its controls ask (what a user gets by dragging the
+    dock's edge: napari opens a dock at a default width, narrower than some panels); returns napari's dock widget
+    (for :func:`undock`)."""
+    from qtpy.QtCore import Qt
+
+    docked = viewer.window.add_dock_widget(widget, name=name, area="right")
+    process_events(0.3)
+    body = getattr(widget, "body", None)  # a Panel: its controls scroll inside the dock
+    if body is not None:
+        scroll = body.root_native_widget
+        frame = docked.width() - scroll.viewport().width()
+        wanted = body.native.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + frame
+        if wanted > docked.width():
+            viewer.window._qt_window.resizeDocks([docked], [wanted], Qt.Orientation.Horizontal)
+            process_events(0.3)
+    return docked
+
+
+def undock(viewer: Any, docked: Any) -> None:
+    """Take a dock widget (what :func:`dock` returned) off the window, so that the next shot shows one widget."""
+    viewer.window.remove_dock_widget(docked)
     process_events(0.3)
 
 
@@ -145,11 +170,13 @@ def run_widget(runner: Any, done: Callable[[], bool], what: str, timeout: float 
     def failed() -> bool:
         return runner.worker is None and str(runner.status.value).startswith("error")
 
+    t0 = time.perf_counter()
     runner.run_button.clicked.emit()
     wait_until(lambda: done() or failed(), what, timeout)
     if failed() and not done():
         raise RuntimeError(f"{what}: {runner.status.value}")
     wait_until(lambda: runner.worker is None, f"{what} (worker to finish)", 120)
+    print(f"  {what}: {time.perf_counter() - t0:.0f} s")
 
 
 def only_visible(viewer: Any, keep: Callable[[Any], bool]) -> None:
@@ -159,15 +186,18 @@ def only_visible(viewer: Any, keep: Callable[[Any], bool]) -> None:
 
 
 def save_shot(ctx: Context, viewer: Any, name: str) -> Path:
-    """Screenshot the whole window, scale it to ``ctx.width`` and write an optimised palette PNG."""
+    """Screenshot the whole window, scale it by ``ctx.width / WINDOW[0]`` (a window of the default width becomes
+    ``ctx.width`` pixels wide; a wider one is scaled alike, so text has one size in every picture) and write an
+    optimised palette PNG."""
     from PIL import Image
 
     process_events(1.0)
     array = viewer.screenshot(canvas_only=False, flash=False)
     image = Image.fromarray(array[..., :3])
-    if image.width > ctx.width:
-        height = round(image.height * ctx.width / image.width)
-        image = image.resize((ctx.width, height), Image.Resampling.LANCZOS)
+    width = round(image.width * ctx.width / WINDOW[0])
+    if image.width > width:
+        height = round(image.height * width / image.width)
+        image = image.resize((width, height), Image.Resampling.LANCZOS)
     image = image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     path = ctx.out / f"{name}.png"
     tmp = path.with_name(f".{path.name}.tmp")
@@ -425,6 +455,190 @@ def shot_pipeline_widget(ctx: Context) -> None:
         viewer.close()
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# your own slide: draw the ground truth, train on it, infer, evaluate (the slide tutorial's path, issue 12)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: the own-slide cohort: what ``napari-patchdx synth wsi --out DIR --n 3 --size 2048`` writes (two tumour slides
+#: with their ASAP XML, one normal slide, 0.5 um/px); the annotation file of :data:`OWN_SLIDE` is moved aside, so
+#: that slide opens unannotated, as your own would
+OWN_COHORT = {"n_tumor": 2, "n_normal": 1, "seed": 0, "height": 2048, "width": 2048, "mpp": 0.5}
+OWN_SLIDE = "tumor_001"
+#: seconds a napari notification stays (4 s) and fades
+NOTIFICATION_S = 5.0
+
+
+@dataclass
+class OwnCohort:
+    """The own-slide cohort: every slide, the unannotated one, its ground truth (moved aside: the polygons "drawn"
+    come from it) and its tissue outlines ((N, 2) (y, x) level-0 pixels)."""
+
+    root: Path
+    slides: list[Path]
+    own: Path
+    answer: Path
+    tissue: list[Any]
+
+
+def own_cohort(ctx: Context) -> OwnCohort:
+    """Write the cohort of :data:`OWN_COHORT` into a fresh ``own`` folder and move :data:`OWN_SLIDE`'s XML aside."""
+    from napari_patchdx.synth.wsi.cohort import make_wsi_cohort
+
+    root = fresh_dir(ctx, "own")
+    made = make_wsi_cohort(root / "slides", **OWN_COHORT)
+    own = next((s for s in made.slides if s.path.stem == OWN_SLIDE), None)
+    if own is None or own.annotation_path is None:
+        raise RuntimeError(f"the own-slide cohort has no tumour slide {OWN_SLIDE}")
+    answer = root / "answers" / own.annotation_path.name
+    answer.parent.mkdir(parents=True)
+    os.replace(own.annotation_path, answer)
+    return OwnCohort(root, [s.path for s in made.slides], own.path, answer, list(own.tissue))
+
+
+def _drawn_regions(cohort: OwnCohort) -> tuple[Any, Any]:
+    """What the user "draws" on the unannotated slide, as (N, 2) (y, x) level-0 polygons: its largest tumour (from
+    the annotation file moved aside) and an octagon of normal tissue (inside the tissue, as far from every annotated
+    region, ITCs included, as it gets)."""
+    import numpy as np
+    from matplotlib.path import Path as Outline
+    from scipy.ndimage import distance_transform_edt
+
+    from napari_patchdx import read_annotations
+
+    truth = read_annotations(cohort.answer)
+    tumour = np.asarray(max(truth.positives, key=lambda r: r.area).exterior, dtype=np.float64)
+    step = 16.0  # level-0 pixels per cell of the coarse grid the normal region is looked for on
+    side = int(OWN_COHORT["height"] / step)
+    yy, xx = np.mgrid[0:side, 0:side]
+    centres = (np.stack([yy.ravel(), xx.ravel()], axis=1) + 0.5) * step  # (y, x)
+
+    def inside(polygons: list[Any]) -> Any:
+        mask = np.zeros(len(centres), dtype=bool)
+        for polygon in polygons:  # matplotlib's paths take (x, y)
+            mask |= Outline(np.asarray(polygon)[:, ::-1]).contains_points(centres[:, ::-1])
+        return mask.reshape(side, side)
+
+    free = inside(cohort.tissue) & ~inside([r.exterior for r in truth.regions])
+    distance = distance_transform_edt(free)
+    row, col = np.unravel_index(int(np.argmax(distance)), distance.shape)
+    radius = min(float(distance[row, col]) * step * 0.7, 160.0)
+    angles = np.linspace(0.0, 2.0 * np.pi, 8, endpoint=False) + np.pi / 8
+    centre = (np.array([row, col]) + 0.5) * step
+    normal = centre + radius * np.stack([np.sin(angles), np.cos(angles)], axis=1)
+    return tumour, normal
+
+
+def _zoom_to(viewer: Any, layer: Any, slide: Any, margin: float = 1.4) -> None:
+    """Centre the view on ``layer``'s shapes, zoomed so that they fill the canvas with ``margin`` around them
+    (after :meth:`reset_view`, which fits ``slide``)."""
+    import numpy as np
+
+    viewer.reset_view()
+    box = np.asarray(layer.extent.world, dtype=np.float64)[:, -2:]
+    whole = np.asarray(slide.extent.world, dtype=np.float64)[:, -2:]
+    viewer.scene.camera.center = tuple((box[0] + box[1]) / 2)
+    viewer.scene.camera.zoom *= float(np.min((whole[1] - whole[0]) / (margin * (box[1] - box[0]))))
+
+
+def shot_own_slide(ctx: Context) -> None:
+    """Issue 12's path in one viewer, three pictures: the Ground truth widget after drawing a tumour and a normal
+    region on an unannotated slide (``ground_truth_widget``), the Train widget after a tiny run on the drawn layer
+    (``own_slide_train``), and the Evaluate widget after Run inference with the checkpoint Train handed over
+    (``own_slide_evaluate``). Also saves the drawn layer and the outcome points through napari's save path."""
+    truth_widget = import_widget("truth_widget", "GroundTruthWidget")
+    inference_widget = import_widget("infer_widget", "InferenceWidget")
+    evaluate_widget = import_widget("evaluate_widget", "EvaluateWidget")
+    from napari_patchdx._napari.widgets import TrainWidget
+
+    cohort = own_cohort(ctx)
+    own = cohort.own.stem
+    tumour, normal = _drawn_regions(cohort)
+    viewer = new_viewer("napari-patchdx: your own slide", WIDE)
+    try:
+        for path in cohort.slides:
+            open_file(viewer, path)
+        only_visible(viewer, lambda layer: layer.name.startswith(own))
+
+        # 1. draw: the empty ground-truth layer the reader gave the unannotated slide, classes set in the widget
+        widget = truth_widget(viewer)
+        docked = dock(viewer, widget, "Ground truth")
+        widget.slide.value = own
+        layer = viewer.layers[widget.layer.value]
+        if len(layer.data):
+            raise RuntimeError(f"{layer.name}: the unannotated slide's ground-truth layer is not empty")
+        widget.draw_class.value = "tumor"
+        layer.add_polygons([tumour])
+        widget.draw_class.value = "normal"
+        layer.add_polygons([normal])
+        layer.mode = "pan_zoom"
+        layer.edge_width = 12  # level-0 pixels, every shape's (the layer controls' edge width: the next shape's)
+        layer.current_edge_width = 12
+        layer.opacity = 1.0
+        _save_selected(viewer, layer, cohort.root / "saved" / f"{own}.geojson")
+        widget.save_button.clicked.emit()
+        if not str(widget.status.value).startswith("saved"):
+            raise RuntimeError(f"Ground truth widget: {widget.status.value}")
+        _zoom_to(viewer, layer, viewer.layers[own])
+        process_events(NOTIFICATION_S)  # the "saved" notification fades
+        save_shot(ctx, viewer, "ground_truth_widget")
+        undock(viewer, docked)
+
+        # 2. train (tiny) on the slides in the viewer with their ground-truth layers, the drawn one included
+        train = TrainWidget(viewer)
+        docked = dock(viewer, train, "Train")
+        if layer.name not in train.inputs.truth.value:
+            raise RuntimeError(f"Train: the drawn layer {layer.name!r} is not chosen")
+        train.arch.value = "small"
+        train.epochs.value = 4
+        train.batch_size.value = 32
+        train.steps.value = 15
+        train.patch_size.value = 64
+        train.device.value = "cpu"
+        train.workers.value = 0
+        train.out_dir.value = cohort.root / "run"
+        run_widget(train.runner, lambda: train.result is not None, "training on the drawn ground truth")
+        viewer.reset_view()
+        save_shot(ctx, viewer, "own_slide_train")
+        undock(viewer, docked)
+
+        # 3. infer: the widget offers the checkpoint Train just wrote and <run>/heatmaps
+        infer = inference_widget(viewer)
+        docked = dock(viewer, infer, "Run inference")
+        if not infer.checkpoints.value:
+            raise RuntimeError("Run inference: the checkpoint Train wrote is not offered")
+        infer.tta.value = False
+        infer.device.value = "cpu"
+        run_widget(infer.runner, lambda: infer.results is not None, "inference on the own slides")
+        undock(viewer, docked)
+
+        # 4. evaluate the new heatmaps against the ground truth (chosen by default), save the points
+        evaluate = evaluate_widget(viewer)
+        docked = dock(viewer, evaluate, "Evaluate")
+        evaluate.n_boot.value = 200
+        run_widget(evaluate.runner, lambda: evaluate.result is not None, "evaluation of the own slides")
+        only_visible(viewer, lambda layer: layer.name.startswith(own))
+        points = viewer.layers[f"{own} outcomes"]
+        for suffix in (".geojson", ".csv"):
+            _save_selected(viewer, points, cohort.root / "saved" / f"{own}.points{suffix}")
+        viewer.layers.selection.active = points
+        viewer.reset_view()
+        process_events(NOTIFICATION_S)
+        save_shot(ctx, viewer, "own_slide_evaluate")
+    finally:
+        viewer.close()
+
+
+def _save_selected(viewer: Any, layer: Any, path: Path) -> None:
+    """File > Save Selected Layers with ``layer`` selected, through the plugin's writer of ``path``'s type."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    viewer.layers.selection.clear()
+    viewer.layers.selection.add(layer)
+    written = viewer.layers.save(str(path), selected=True, plugin="napari-patchdx")
+    if [str(path)] != list(written) or not path.is_file():
+        raise RuntimeError(f"{path}: File > Save Selected Layers wrote {written}")
+    print(f"  saved {layer.name!r} as {path.name}")
+
+
 #: name -> (shot, needs the demo)
 SHOTS: dict[str, tuple[Callable[[Context], None], bool]] = {
     "slide_ground_truth": (shot_slide_ground_truth, True),
@@ -435,6 +649,7 @@ SHOTS: dict[str, tuple[Callable[[Context], None], bool]] = {
     "cxr_cam": (shot_cxr_cam, True),
     "evaluate_widget": (shot_evaluate_widget, True),
     "pipeline_widget": (shot_pipeline_widget, True),
+    "own_slide": (shot_own_slide, False),
 }
 
 
@@ -452,7 +667,7 @@ def _rerun_under_xvfb(argv: list[str]) -> int | None:
         print("screenshots: no X display and no xvfb-run: run it on a desktop or install xvfb", file=sys.stderr)
         return 2
     env = {**os.environ, "PATCHDX_NO_XVFB_RERUN": "1"}
-    cmd = [xvfb, "-a", "-s", "-screen 0 1920x1200x24", sys.executable, str(Path(__file__).resolve()), *argv]
+    cmd = [xvfb, "-a", "-s", "-screen 0 1920x1440x24", sys.executable, str(Path(__file__).resolve()), *argv]
     return subprocess.call(cmd, env=env)
 
 

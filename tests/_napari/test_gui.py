@@ -180,6 +180,7 @@ def test_train_widget_curriculum_with_live_curves(make_napari_viewer, qtbot, tmp
     # only the controls that apply to X-rays show: the working size does, steps per epoch and colour do not
     assert shown(widget.working_size) and shown(widget.stage) and shown(widget.cohort)
     assert not shown(widget.steps) and not shown(widget.stain) and not shown(widget.inputs)
+    assert widget.patch_size.value == 256  # the X-ray default (the slide default, 299, exceeds small working sizes)
     widget.deterministic.value = True
     widget.cohort.value = cohort.root
     widget.arch.value = "small"
