@@ -136,3 +136,61 @@ def test_evaluate_widget_on_folders(make_napari_viewer, qtbot, tmp_path) -> None
     assert widget.result["mean_auroc"]["auc"] == pytest.approx(5 / 6)
     assert widget.table.shape[0] == 6 and "mean AUROC 0.833" in widget.summary.value
     assert len(widget.figure.axes[0].lines) == 3  # a curve per class and the chance diagonal
+
+
+def test_review_steps_through_points_and_saves_corrections_at_once(make_napari_viewer, qtbot, tmp_path) -> None:
+    """Issue 14's review: the points most probable first, the view jumping to each; rejecting a false positive
+    adds a normal disc (two heatmap cells) to the slide's ground truth, accepting one a tumour disc; each is on disk
+    at once (the previous file kept as .bak)."""
+    from napari_patchdx import read_annotations
+    from napari_patchdx._napari.evaluate_widget import EvaluateWidget
+    from napari_patchdx._napari.review import KEYS
+    from napari_patchdx.evaluation.review import ACCEPT, REJECT
+
+    case = build_slide_case(tmp_path)
+    tumour, _, normal_b = case["slides"]
+    viewer = make_napari_viewer(show=True)
+    viewer.open(str(tumour), plugin="napari-patchdx")
+    viewer.open(str(normal_b), plugin="napari-patchdx")  # no annotation file: an empty ground-truth layer
+    _heatmap_layer(viewer, case["heatmaps"], "tumor_a", tumour)
+    _heatmap_layer(viewer, case["heatmaps"], "normal_b", normal_b)
+    widget = EvaluateWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    assert set(widget.heatmaps.value) == {"tumor_a heatmap", "normal_b heatmap"}  # chosen as they came
+    widget.n_boot.value = 20
+    _run(widget, qtbot)
+    review = widget.review
+    assert [(it.slide, it.outcome) for it in review.shown] == [
+        ("normal_b", "false_positive"),
+        ("tumor_a", "hit"),
+        ("tumor_a", "itc_ignored"),
+        ("tumor_a", "false_positive"),
+        ("tumor_a", "hit"),
+    ]
+    assert review.table.shape == (5, 4)
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], level0_to_world([1344.0, 576.0], SLIDE_MPP))  # cell (10, 4)
+    assert set(KEYS) == {".", ",", "Shift-A", "Shift-R"}
+
+    written = review.decide(REJECT)  # normal_b's false positive: a normal disc of two 128 px cells
+    assert written == normal_b.with_suffix(".xml") and written.is_file()
+    (disc,) = read_annotations(written).regions
+    assert disc.label == "normal"
+    np.testing.assert_allclose(disc.exterior.mean(axis=0), [1344.0, 576.0], atol=1e-6)
+    np.testing.assert_allclose(np.hypot(*(disc.exterior - [1344.0, 576.0]).T), 256.0, atol=1e-3)  # XML precision
+    assert list(viewer.layers["normal_b ground truth"].features["label"]) == ["normal"]
+    assert review.current == 1 and review.table.data[0, 3] == "rejected"
+    assert review.decide(ACCEPT) is None  # a hit: confirmed, no change
+
+    review.order.value = "false positives"
+    assert [it.slide for it in review.shown] == ["normal_b", "tumor_a"]
+    review.step(1)
+    written = review.decide(ACCEPT)  # a lesion the ground truth lacks: a tumour disc, the old file kept
+    assert written == tumour.with_suffix(".xml")
+    labels = [r.label for r in read_annotations(written).regions]
+    assert labels == ["tumor", "tumor", "tumor"] and (tumour.parent / "tumor_a.xml.bak").is_file()
+    assert len(read_annotations(tumour.parent / "tumor_a.xml.bak").regions) == 2
+
+    widget.result = None  # evaluate again with the corrected ground truth: both former false positives changed
+    _run(widget, qtbot)
+    counts = {name: row.false_positives for name, row in widget.result.per_slide.items()}
+    assert counts == {"tumor_a": 0, "normal_b": 1}  # normal_b has no tumour, so its point still counts

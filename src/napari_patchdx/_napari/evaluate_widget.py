@@ -43,6 +43,7 @@ from ..io.names import file_name
 from ..layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 from .controls import setting_control
 from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
+from .review import ReviewPanel
 from .slide_inputs import choose_new, slide_mpp_control
 from .truth import layer_annotations, slide_layers, truth_for_slides, truth_layers
 from .viewer import add_layers
@@ -84,6 +85,7 @@ class EvaluateWidget(Panel):
         self.runner = JobRunner("Evaluate")
         self.summary = StatusLine()
         self.table = Table(value={"data": [], "columns": []})
+        self.review = ReviewPanel(viewer)
         self.figure = Figure(figsize=(4.0, 2.6), dpi=90, layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
@@ -108,6 +110,7 @@ class EvaluateWidget(Panel):
                 self.runner,
                 self.summary,
                 self.table,
+                self.review,
             ],
         )
         self.add_native(self.canvas)
@@ -116,6 +119,8 @@ class EvaluateWidget(Panel):
         self.result: Any = None
         #: slide -> the outcome points layer added for it
         self.outcome_layers: dict[str, Any] = {}
+        #: slide -> (slide layer, ground-truth layer, heatmap cell side in level-0 px, mpp) of the last run
+        self._review_slides: dict[str, Any] = {}
         self.runner.run_button.changed.connect(self.run)
         self.source.changed.connect(self._show_inputs)
         viewer.layers.events.inserted.connect(self._inserted)
@@ -151,7 +156,7 @@ class EvaluateWidget(Panel):
     def _show_inputs(self, _: Any = None) -> None:
         source = str(self.source.value)
         layers, slides, xray = source == SOURCES[0], source == SOURCES[1], source == SOURCES[2]
-        for w in (self.heatmaps, self.truth, self.points):
+        for w in (self.heatmaps, self.truth, self.points, self.review):
             w.visible = layers
         self.slides_dir.visible = self.heatmap_dir.visible = slides
         self.cohort_dir.visible = self.predictions_dir.visible = xray
@@ -182,6 +187,7 @@ class EvaluateWidget(Panel):
         truths = [layer for layer in truth_layers(self.viewer) if layer.name in chosen]
         shown = list({id(s): s for s in slides.values() if s is not None}.values())
         paired = truth_for_slides(shown, truths, shown=slide_layers(self.viewer), strict=False)
+        self._review_slides = {}
         inputs = []
         for hname in names:
             layer = self.viewer.layers[hname]
@@ -199,6 +205,9 @@ class EvaluateWidget(Panel):
             else:
                 truth_layer = self._matching(list(self.truth.value), name, len(names) == 1)
             truth = None if truth_layer is None else layer_annotations(truth_layer, self.viewer)
+            if slide_layer is not None:  # what the review needs to correct this slide's ground truth
+                mpp = slide_layer.metadata["patchdx"].get("mpp") or grid.mpp
+                self._review_slides[name] = (slide_layer, truth_layer, float(grid.spacing[0]), mpp)
             points_layer = self._matching(list(self.points.value), name, len(names) == 1)
             points: PointsTable | None = None
             if points_layer is not None:
@@ -287,6 +296,7 @@ class EvaluateWidget(Panel):
             mpp_of[self._heatmap_slide(layer)] = (meta.get("grid") or {}).get("mpp") or meta.get("mpp")
         for name in result.names:
             self._add_outcomes(name, result.points[name], result.outcomes[name], mpp_of.get(name))
+        self.review.set_evaluation(result, self._review_slides)
 
     def _on_slide_folder(self, metrics: dict[str, Any], out: Path) -> None:
         self.result = metrics

@@ -317,3 +317,42 @@ def watch_truth_layers(viewer: napari.Viewer) -> None:
     for layer in list(layers):
         adopt(viewer, layer)
     layers.events.inserted.connect(lambda event: adopt(viewer, event.value))
+
+
+# ------------------------------------------------------------------------------------------ saving
+
+
+def truth_file(layer: Any, slide: Any) -> Path:
+    """Where a slide's ground-truth layer is saved: the annotation file it was read from (``.xml`` / ``.geojson``),
+    else ``<slide name>.xml`` beside the slide."""
+    source = patchdx_meta(layer).get("source")
+    if source and Path(source).suffix.lower() in (".xml", ".geojson", ".json"):
+        return Path(source)
+    return truth_file_beside(slide)
+
+
+def truth_file_beside(slide: Any) -> Path:
+    """``<slide name>.xml`` beside a slide layer's file (where the reader finds it next time)."""
+    path = slide_path(slide)
+    return path.with_name(f"{file_name(path)}.xml")
+
+
+def save_truth(layer: Any, viewer: napari.Viewer, path: str | Path) -> tuple[Path, Path | None]:
+    """Write a ground-truth layer to ``path`` (ASAP XML, or QuPath GeoJSON for ``.geojson`` / ``.json``; level-0
+    pixels, atomically), first copying an existing file to ``<path>.bak``; returns (the file, the backup or None).
+
+    Raises:
+        ConfigError: the layer holds no region, or its frame cannot be resolved (the message says what to do).
+    """
+    from .._fsutil import keep_backup
+    from ..io.annotations.asap import write_asap_xml
+    from ..io.annotations.geojson import write_geojson
+
+    annotations = shapes_to_annotations(layer.data, layer.as_layer_data_tuple()[1], viewer)
+    if not len(annotations.regions):
+        raise ConfigError(f"layer {layer.name!r} holds no region to save (draw polygons or rectangles)")
+    target = Path(path)
+    backup = keep_backup(target)
+    write = write_geojson if target.suffix.lower() in (".geojson", ".json") else write_asap_xml
+    write(annotations, target)
+    return target, backup

@@ -16,20 +16,19 @@ import napari
 from magicgui.widgets import ComboBox, FileEdit, PushButton
 from napari.utils.notifications import show_info
 
-from .._fsutil import keep_backup
 from ..errors import ConfigError
-from ..io.names import file_name
 from ..layerdata import DRAW_CLASSES
 from .panel import INPUT_ERRORS, Panel, StatusLine
 from .truth import (
     labels_of,
-    layer_annotations,
     new_truth_layer,
+    save_truth,
     set_class,
     set_draw_class,
     slide_layers,
     slide_of,
-    slide_path,
+    truth_file,
+    truth_file_beside,
     truth_layers,
 )
 
@@ -98,8 +97,8 @@ class GroundTruthWidget(Panel):
         mine = [t for t in truth_layers(self.viewer) if slide_of(t, slide_layers(self.viewer)) is slide]
         if mine:
             self.layer.value = max(mine, key=lambda t: len(t.data)).name
-        path = slide_path(slide)
-        self.path.value = path.with_name(f"{file_name(path)}.xml")
+        layer = self._chosen(self.layer)
+        self.path.value = truth_file(layer, slide) if layer is not None else truth_file_beside(slide)
 
     def _layer_chosen(self, _: Any = None) -> None:
         layer = self._chosen(self.layer)
@@ -139,10 +138,8 @@ class GroundTruthWidget(Panel):
         self._count(layer)
 
     def save(self) -> Path | None:
-        """Write the chosen layer to the chosen file (XML or GeoJSON by suffix, level-0 pixels); returns the path."""
-        from ..io.annotations.asap import write_asap_xml
-        from ..io.annotations.geojson import write_geojson
-
+        """Write the chosen layer to the chosen file (XML or GeoJSON by suffix, level-0 pixels), keeping the
+        previous file as ``.bak``; returns the path (None after an error, which the status line shows)."""
         layer = self._chosen(self.layer)
         try:
             if layer is None:
@@ -152,12 +149,7 @@ class GroundTruthWidget(Panel):
             path = Path(str(self.path.value))
             if path.suffix.lower() not in (".xml", ".geojson", ".json"):
                 path = path.with_suffix(".xml")
-            annotations = layer_annotations(layer, self.viewer)
-            if annotations is None:
-                raise ConfigError(f"layer {layer.name!r} holds no region to save (draw polygons or rectangles)")
-            backup = keep_backup(path)
-            write = write_asap_xml if path.suffix.lower() == ".xml" else write_geojson
-            write(annotations, path)
+            path, backup = save_truth(layer, self.viewer, path)
         except INPUT_ERRORS as exc:
             self.status.value = f"error: {str(exc).strip() or type(exc).__name__}"
             return None

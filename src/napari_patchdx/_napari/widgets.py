@@ -307,6 +307,7 @@ class TrainWidget(Panel):
         """Show the controls that apply to the chosen data, and only those (and the track's default patch size
         while the other track's default is shown)."""
         from ..training.config import DEFAULT_PATCH_SIZE
+
         source = str(self.source.value)
         xray = source == "X-ray cohort folder"
         self.inputs.visible = source == "slides in the viewer"

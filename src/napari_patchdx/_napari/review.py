@@ -1,0 +1,202 @@
+"""Review in the Evaluate widget: step through the lesion points (by probability or by outcome) and the missed
+lesions with the view jumping to each, accept or reject them, and write every correction into the slide's
+ground-truth layer and its file at once.
+
+The rules are the core's (:mod:`napari_patchdx.evaluation.review`): rejecting a false positive adds a normal disc
+around it to the ground truth (a hard negative for "Retrain with corrections"), accepting one adds a tumour disc
+the user can refine; the disc's radius defaults to two heatmap cells. Each correction is saved at once
+(:func:`~napari_patchdx._napari.truth.save_truth`: atomically, the previous file kept as ``.bak``), into the file
+the ground truth was read from or ``<slide>.xml`` beside the slide, so nothing is lost when napari closes.
+
+Keyboard (on the viewer while the Evaluate widget is open): ``.`` next, ``,`` previous, ``Shift-A`` accept,
+``Shift-R`` reject.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, PushButton, Table
+
+from ..errors import ConfigError
+from ..evaluation.review import ACCEPT, REJECT, REVIEW_ORDERS, ReviewItem, decide, order_items, review_items
+from ..geometry import level0_to_world
+from ..layerdata.shapes import to_layer_data
+from .panel import INPUT_ERRORS, StatusLine, show_table_rows
+from .truth import new_truth_layer, patchdx_meta, recolor, save_truth, truth_file
+
+#: keyboard shortcuts of the review (napari key names) -> what they do
+KEYS = {".": "next", ",": "previous", "Shift-A": "accept", "Shift-R": "reject"}
+
+OUTCOME_NAMES = {"hit": "hit", "false_positive": "false positive", "itc_ignored": "ITC", "missed_lesion": "missed"}
+
+
+class ReviewPanel(Container):
+    """The review part of the Evaluate widget (see the module docstring)."""
+
+    def __init__(self, viewer: napari.Viewer) -> None:
+        self.viewer = viewer
+        self.order = ComboBox(label="review", choices=list(REVIEW_ORDERS), value=next(iter(REVIEW_ORDERS)))
+        self.table = Table(value={"data": [], "index": [], "columns": ["slide", "probability", "outcome", "decision"]})
+        self.previous_button = PushButton(text="Previous (,)")
+        self.next_button = PushButton(text="Next (.)")
+        self.accept_button = PushButton(text="Accept (Shift-A)")
+        self.reject_button = PushButton(text="Reject (Shift-R)")
+        self.radius = FloatSpinBox(label="correction radius (um)", min=0.0, max=100_000.0, step=10.0, value=0.0)
+        self.radius.tooltip = "radius of the normal / tumour disc a decision adds (0: two heatmap cells)"
+        self.status = StatusLine()
+        steps = Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False)
+        decisions = Container(widgets=[self.accept_button, self.reject_button], layout="horizontal", labels=False)
+        for row in (steps, decisions):
+            row.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[self.order, self.table, steps, decisions, self.radius, self.status])
+        self.margins = (0, 0, 0, 0)
+        show_table_rows(self.table)
+        #: every item of the evaluation, and those of the chosen order
+        self.items: list[ReviewItem] = []
+        self.shown: list[ReviewItem] = []
+        self.current = -1
+        #: slide name -> (slide layer, ground-truth layer or None, heatmap cell side in level-0 px, mpp)
+        self.slides: dict[str, tuple[Any, Any, float, float | None]] = {}
+        self.order.changed.connect(self._reorder)
+        self.previous_button.changed.connect(lambda: self.step(-1))
+        self.next_button.changed.connect(lambda: self.step(1))
+        self.accept_button.changed.connect(lambda: self.decide(ACCEPT))
+        self.reject_button.changed.connect(lambda: self.decide(REJECT))
+        actions: dict[str, Callable[[], Any]] = {
+            "next": lambda: self.step(1),
+            "previous": lambda: self.step(-1),
+            "accept": lambda: self.decide(ACCEPT),
+            "reject": lambda: self.decide(REJECT),
+        }
+        for key, action in KEYS.items():
+            viewer.bind_key(key, _key_action(actions[action]), overwrite=True)
+
+    def set_evaluation(self, result: Any, slides: dict[str, tuple[Any, Any, float, float | None]]) -> None:
+        """Review ``result`` (a :class:`~napari_patchdx.evaluation.SlidesEvaluation`) of the slides in the viewer:
+        ``slides`` maps each slide name to (its slide layer, its ground-truth layer or None, the heatmap cell side
+        in level-0 pixels, its mpp)."""
+        from .truth import layer_annotations
+
+        self.slides = dict(slides)
+        truths = {}
+        for name, (_, truth_layer, _, _) in self.slides.items():
+            truths[name] = None if truth_layer is None else layer_annotations(truth_layer, self.viewer)
+        points = {n: p for n, p in result.points.items() if n in self.slides}
+        outcomes = {n: result.outcomes[n] for n in points}
+        self.items = review_items(points, outcomes, truths)
+        self._reorder()
+
+    def _reorder(self, _: Any = None) -> None:
+        self.shown = order_items(self.items, str(self.order.value))
+        self.current = -1
+        self._fill()
+        if self.shown:
+            self.go(0)
+        else:
+            self.status.value = "nothing to review in this order"
+
+    def _fill(self) -> None:
+        rows = [
+            [
+                it.slide,
+                "" if math.isnan(it.probability) else round(it.probability, 4),
+                OUTCOME_NAMES.get(it.outcome, it.outcome),
+                it.decision,
+            ]
+            for it in self.shown
+        ]
+        columns = ["slide", "probability", "outcome", "decision"]
+        self.table.value = {"data": rows, "index": list(range(len(rows))), "columns": columns}
+        show_table_rows(self.table)
+
+    def step(self, delta: int) -> None:
+        """Go to the next (``delta`` 1) or previous (-1) item."""
+        if self.shown:
+            self.go(min(max(self.current + delta, 0), len(self.shown) - 1))
+
+    def go(self, index: int) -> None:
+        """Show item ``index`` of the order: the view centred on it, zoomed to a few correction radii."""
+        item = self.shown[index]
+        self.current = index
+        mpp = self.slides[item.slide][3]
+        centre = level0_to_world(np.asarray(item.yx, dtype=np.float64), mpp)
+        camera = self.viewer.scene.camera  # napari >= 0.9 (viewer.camera is its deprecated name)
+        camera.center = (float(centre[0]), float(centre[1]))
+        span = 12.0 * max(self._radius_px(item), item.size / 2.0) * (mpp or 1.0)  # world units across the view
+        camera.zoom = 600.0 / span
+        self.table.native.selectRow(index)
+        where = f"{index + 1} of {len(self.shown)}: {item.slide}"
+        what = OUTCOME_NAMES.get(item.outcome, item.outcome)
+        prob = "" if math.isnan(item.probability) else f", p = {item.probability:.3f}"
+        self.status.value = f"{where}, {what}{prob}" + (f" ({item.decision})" if item.decision else "")
+
+    def _radius_px(self, item: ReviewItem) -> float:
+        """The correction radius in level-0 pixels (the field in um, or two heatmap cells)."""
+        _, _, cell, mpp = self.slides[item.slide]
+        um = float(self.radius.value)
+        if um > 0:
+            return um / mpp if mpp else um
+        return 2.0 * cell
+
+    def decide(self, decision: str) -> Path | None:
+        """Accept or reject the current item; a correction goes into the slide's ground-truth layer and its file at
+        once. Returns the file written, if any; errors go to the status line."""
+        if not (0 <= self.current < len(self.shown)):
+            self.status.value = "error: evaluate first, then choose a lesion point"
+            return None
+        item = self.shown[self.current]
+        try:
+            region = decide(item, decision, self._radius_px(item))
+            written = None if region is None else self._correct(item.slide, region)
+        except INPUT_ERRORS as exc:
+            self.status.value = f"error: {str(exc).strip() or type(exc).__name__}"
+            return None
+        row = self.current
+        self._fill()
+        self.go(min(row + 1, len(self.shown) - 1))
+        done = f"{item.slide}: {OUTCOME_NAMES.get(item.outcome, item.outcome)} {decision}"
+        saved = f", ground truth saved to {written}" if written is not None else ""
+        self.status.value = f"{done}{saved}. Now {self.status.value}"
+        return written
+
+    def _correct(self, slide_name: str, region: Any) -> Path:
+        """Add ``region`` to the slide's ground-truth layer (a new one framed like the slide when it has none) and
+        save the layer at once."""
+        slide, layer, cell, mpp = self.slides[slide_name]
+        if layer is None:
+            layer = new_truth_layer(self.viewer, slide)
+            self.slides[slide_name] = (slide, layer, cell, mpp)
+        if patchdx_meta(layer).get("frame") != "level0":
+            raise ConfigError(
+                f"layer {layer.name!r} is not a ground-truth layer opened or made by napari-patchdx; add the "
+                "correction to the slide's ground-truth layer (Ground truth widget: New ground-truth layer)"
+            )
+        from ..io.annotations.model import AnnotationSet
+
+        data, features = to_layer_data(AnnotationSet([region]))
+        features["region"] = [-1] * len(data)  # a new region, never a hole of an existing one
+        before = len(layer.data)
+        layer.add_polygons(data)
+        frame = layer.features.copy()
+        for key, values in features.items():
+            if key in frame.columns:
+                frame.loc[frame.index[before:], key] = values
+        layer.features = frame
+        recolor(layer)
+        path, _ = save_truth(layer, self.viewer, truth_file(layer, slide))
+        meta = {**patchdx_meta(layer), "source": str(path)}
+        layer.metadata = {**layer.metadata, "patchdx": meta}
+        return path
+
+
+def _key_action(action: Callable[[], Any]) -> Callable[[Any], None]:
+    def handler(viewer: Any) -> None:
+        action()
+
+    return handler
