@@ -194,3 +194,29 @@ def test_review_steps_through_points_and_saves_corrections_at_once(make_napari_v
     _run(widget, qtbot)
     counts = {name: row.false_positives for name, row in widget.result.per_slide.items()}
     assert counts == {"tumor_a": 0, "normal_b": 1}  # normal_b has no tumour, so its point still counts
+
+
+def test_suggest_where_to_look_ranks_slides_and_lists_uncertain_regions(make_napari_viewer, qtbot, tmp_path) -> None:
+    """tumor_a's cells of 0.6 and 0.7 are the most uncertain (probability near 0.5); normal_b (0.95 and 0.05) is
+    sure of itself: tumor_a ranks first, its two regions are listed, an uncertainty layer shows each slide."""
+    from napari_patchdx import read_annotations
+    from napari_patchdx._napari.evaluate_widget import EvaluateWidget
+    from napari_patchdx.evaluation.review import REJECT
+
+    case = build_slide_case(tmp_path)
+    tumour, _, normal_b = case["slides"]
+    viewer = make_napari_viewer(show=True)
+    for slide, stem in ((tumour, "tumor_a"), (normal_b, "normal_b")):
+        viewer.open(str(slide), plugin="napari-patchdx")
+        _heatmap_layer(viewer, case["heatmaps"], stem, slide)
+    widget = EvaluateWidget(viewer)
+    ranking = widget.review.suggest()  # no evaluation needed: the heatmaps say where the model is unsure
+    assert [name for name, _ in ranking] == ["tumor_a", "normal_b"]
+    assert ranking[0][1] == pytest.approx((0.8 + 0.6 + 0.4) / 3, abs=1e-5)  # top 1 % of 256 cells: 3 cells
+    assert {"tumor_a uncertainty", "normal_b uncertainty"} <= {layer.name for layer in viewer.layers}
+    shown = widget.review.shown
+    assert [(it.slide, tuple(it.yx)) for it in shown] == [("tumor_a", (704.0, 704.0)), ("tumor_a", (1856.0, 320.0))]
+    assert widget.review.order.value == "where to look (most uncertain)"
+    written = widget.review.decide(REJECT)  # the user says the first is normal tissue
+    labels = [r.label for r in read_annotations(written).regions]
+    assert labels == ["tumor", "tumor", "normal"]

@@ -33,7 +33,13 @@ from .truth import new_truth_layer, patchdx_meta, recolor, save_truth, truth_fil
 #: keyboard shortcuts of the review (napari key names) -> what they do
 KEYS = {".": "next", ",": "previous", "Shift-A": "accept", "Shift-R": "reject"}
 
-OUTCOME_NAMES = {"hit": "hit", "false_positive": "false positive", "itc_ignored": "ITC", "missed_lesion": "missed"}
+OUTCOME_NAMES = {
+    "hit": "hit",
+    "false_positive": "false positive",
+    "itc_ignored": "ITC",
+    "missed_lesion": "missed",
+    "uncertain": "uncertain",
+}
 
 
 class ReviewPanel(Container):
@@ -49,12 +55,19 @@ class ReviewPanel(Container):
         self.reject_button = PushButton(text="Reject (Shift-R)")
         self.radius = FloatSpinBox(label="correction radius (um)", min=0.0, max=100_000.0, step=10.0, value=0.0)
         self.radius.tooltip = "radius of the normal / tumour disc a decision adds (0: two heatmap cells)"
+        self.suggest_button = PushButton(text="Suggest where to look (model uncertainty)")
+        self.suggest_button.tooltip = (
+            "rank the slides of the heatmap layers by the model's uncertainty (probability near 0.5), show it as a "
+            "layer and list the most uncertain regions to review"
+        )
         self.status = StatusLine()
         steps = Container(widgets=[self.previous_button, self.next_button], layout="horizontal", labels=False)
         decisions = Container(widgets=[self.accept_button, self.reject_button], layout="horizontal", labels=False)
         for row in (steps, decisions):
             row.margins = (0, 0, 0, 0)
-        super().__init__(widgets=[self.order, self.table, steps, decisions, self.radius, self.status])
+        super().__init__(
+            widgets=[self.order, self.table, steps, decisions, self.radius, self.suggest_button, self.status]
+        )
         self.margins = (0, 0, 0, 0)
         show_table_rows(self.table)
         #: every item of the evaluation, and those of the chosen order
@@ -64,6 +77,7 @@ class ReviewPanel(Container):
         #: slide name -> (slide layer, ground-truth layer or None, heatmap cell side in level-0 px, mpp)
         self.slides: dict[str, tuple[Any, Any, float, float | None]] = {}
         self.order.changed.connect(self._reorder)
+        self.suggest_button.changed.connect(self.suggest)
         self.previous_button.changed.connect(lambda: self.step(-1))
         self.next_button.changed.connect(lambda: self.step(1))
         self.accept_button.changed.connect(lambda: self.decide(ACCEPT))
@@ -91,6 +105,63 @@ class ReviewPanel(Container):
         outcomes = {n: result.outcomes[n] for n in points}
         self.items = review_items(points, outcomes, truths)
         self._reorder()
+
+    def suggest(self) -> list[tuple[str, float]]:
+        """Rank the slides of the viewer's heatmap layers by uncertainty, add an ``"<slide> uncertainty"`` layer for
+        each and review their most uncertain regions; returns ``(slide, score)`` most uncertain first."""
+        from ..evaluation.review import UNCERTAIN
+        from ..evaluation.uncertainty import rank_slides, uncertain_regions, uncertainty_map
+        from ..io.names import file_name
+        from ..layerdata.evaluation import grid_from_layer
+        from .truth import slide_layers, slide_path, truth_for_slides, truth_layers
+
+        shown = slide_layers(self.viewer)
+        heatmaps, found = {}, []
+        for layer in [lyr for lyr in self.viewer.layers if patchdx_meta(lyr).get("kind") == "heatmap"]:
+            meta = patchdx_meta(layer)
+            data = np.asarray(layer.data[0] if layer.multiscale else layer.data, dtype=np.float64)
+            grid = grid_from_layer(layer.metadata, tuple(layer.scale), tuple(layer.translate), data.shape)
+            name = file_name(meta["slide"]) if meta.get("slide") else layer.name.removesuffix(" heatmap")
+            slide = next((s for s in shown if meta.get("slide") and slide_path(s) == Path(meta["slide"])), None)
+            if slide is None:
+                continue
+            truth = truth_for_slides([slide], truth_layers(self.viewer), shown=shown, strict=False)[slide.name]
+            self.slides[name] = (slide, truth, float(grid.spacing[0]), slide.metadata["patchdx"].get("mpp") or grid.mpp)
+            heatmaps[name] = data
+            uncertainty = uncertainty_map(data)
+            self._show_uncertainty(name, uncertainty, layer)
+            for region in uncertain_regions(uncertainty, data, grid):
+                item = ReviewItem(name, np.array(region.yx), region.probability, UNCERTAIN, score=region.uncertainty)
+                found.append(item)
+        if not heatmaps:
+            self.status.value = "error: no heatmap layer over a slide in the viewer (run inference first)"
+            return []
+        ranking = rank_slides(heatmaps)
+        self.items = [it for it in self.items if it.outcome != UNCERTAIN] + found
+        self.order.value = "where to look (most uncertain)"
+        self._reorder()
+        listed = ", ".join(f"{name} {score:.2f}" for name, score in ranking)
+        self.status.value = f"slides by uncertainty: {listed}. " + self.status.value
+        return ranking
+
+    def _show_uncertainty(self, name: str, uncertainty: np.ndarray, heatmap: Any) -> None:
+        from .viewer import add_layers
+
+        layer_name = f"{name} uncertainty"
+        if layer_name in self.viewer.layers:
+            self.viewer.layers.remove(layer_name)
+        kwargs = {
+            "name": layer_name,
+            "colormap": "viridis",
+            "contrast_limits": (0.0, 1.0),
+            "opacity": 0.5,
+            "blending": "translucent",
+            "scale": tuple(heatmap.scale),
+            "translate": tuple(heatmap.translate),
+            "units": tuple(str(u) for u in heatmap.units),
+            "metadata": {"patchdx": {"kind": "uncertainty", "slide": patchdx_meta(heatmap).get("slide")}},
+        }
+        add_layers(self.viewer, [(uncertainty.astype(np.float32), kwargs, "image")])
 
     def _reorder(self, _: Any = None) -> None:
         self.shown = order_items(self.items, str(self.order.value))

@@ -29,6 +29,7 @@ __all__ = [
     "MISSED",
     "REJECT",
     "REVIEW_ORDERS",
+    "UNCERTAIN",
     "ReviewItem",
     "correction_region",
     "decide",
@@ -39,6 +40,9 @@ __all__ = [
 MISSED = "missed_lesion"
 """The outcome of a ground-truth tumour region that no lesion point falls in."""
 
+UNCERTAIN = "uncertain"
+"""The outcome of a region where the model is unsure (:mod:`napari_patchdx.evaluation.uncertainty`): where to look."""
+
 ACCEPT, REJECT = "accepted", "rejected"
 """The two decisions on a review item."""
 
@@ -48,8 +52,10 @@ REVIEW_ORDERS: dict[str, tuple[str, ...]] = {
     "hits": (OUTCOME_HIT,),
     "missed lesions": (MISSED,),
     "ITC-ignored": (OUTCOME_ITC,),
+    "where to look (most uncertain)": (UNCERTAIN,),
 }
-"""The review orders: a name -> the outcomes listed, most probable first (missed lesions largest first)."""
+"""The review orders: a name -> the outcomes listed, most probable first (missed lesions largest first, uncertain
+regions most uncertain first)."""
 
 _DISC_VERTICES = 32
 
@@ -65,6 +71,7 @@ class ReviewItem:
         outcome: ``"hit"``, ``"false_positive"``, ``"itc_ignored"`` or :data:`MISSED`.
         index: the point's row in the slide's points table (-1 for a missed lesion).
         size: the missed region's longer side, level-0 pixels (0 for a point).
+        score: an uncertain region's uncertainty (0..1; NaN otherwise).
         decision: ``""`` (not reviewed), :data:`ACCEPT` or :data:`REJECT`.
     """
 
@@ -74,6 +81,7 @@ class ReviewItem:
     outcome: str
     index: int = -1
     size: float = 0.0
+    score: float = math.nan
     decision: str = field(default="")
 
 
@@ -121,7 +129,15 @@ def order_items(items: Sequence[ReviewItem], order: str) -> list[ReviewItem]:
         raise ConfigError(f"unknown review order {order!r}; one of {', '.join(REVIEW_ORDERS)}")
     wanted = REVIEW_ORDERS[order]
     kept = [it for it in items if it.outcome in wanted]
-    return sorted(kept, key=lambda it: (it.outcome == MISSED, -it.size if it.outcome == MISSED else -it.probability))
+
+    def key(it: ReviewItem) -> tuple[int, float]:
+        if it.outcome == MISSED:
+            return (1, -it.size)
+        if it.outcome == UNCERTAIN:
+            return (2, -it.score)
+        return (0, -it.probability)
+
+    return sorted(kept, key=key)
 
 
 def correction_region(yx: Sequence[float], radius: float, label: str) -> Region:
@@ -139,12 +155,14 @@ def decide(item: ReviewItem, decision: str, radius: float) -> Region | None:
     * rejecting a false positive: a normal disc of ``radius`` around it (the model's mistake, a hard negative);
     * accepting a false positive (a lesion the ground truth lacks, e.g. any point of an unannotated slide): a
       tumour disc the user can refine;
+    * an uncertain region (where to look) is decided like a false positive: normal when rejected, tumour when
+      accepted;
     * accepting a hit, an ITC-ignored point or a missed lesion, or rejecting any of them: no change (a hit lies in
       ground-truth tumour; correct the ground truth itself to change that).
     """
     if decision not in (ACCEPT, REJECT):
         raise ConfigError(f"a decision is {ACCEPT!r} or {REJECT!r}, got {decision!r}")
     item.decision = decision
-    if item.outcome != OUTCOME_FALSE_POSITIVE:
+    if item.outcome not in (OUTCOME_FALSE_POSITIVE, UNCERTAIN):
         return None
     return correction_region(item.yx, radius, NORMAL if decision == REJECT else TUMOR)
