@@ -168,7 +168,8 @@ def test_review_steps_through_points_and_saves_corrections_at_once(make_napari_v
         ("tumor_a", "hit"),
     ]
     assert review.table.shape == (5, 4)
-    np.testing.assert_allclose(viewer.scene.camera.center[-2:], level0_to_world([1344.0, 576.0], SLIDE_MPP))  # cell (10, 4)
+    centre = level0_to_world([1344.0, 576.0], SLIDE_MPP)  # normal_b's cell (10, 4)
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], centre)
     assert set(KEYS) == {".", ",", "Shift-A", "Shift-R"}
 
     written = review.decide(REJECT)  # normal_b's false positive: a normal disc of two 128 px cells
