@@ -166,7 +166,10 @@ def test_a_slide_without_mpp_goes_through_with_the_um_per_px_typed(make_napari_v
     qtbot.waitUntil(lambda: "error" in sample.runner.status.value, timeout=60_000)
     assert "microns per pixel" in sample.runner.status.value and "um/px field" in sample.runner.status.value
 
-    sample.inputs.mpp.value = MPP
+    sample.inputs.mpp.value = MPP  # the slide and its ground truth move to micrometres at the typed value
+    assert tuple(layer.scale) == (MPP, MPP) and tuple(truth_layer.scale) == (MPP, MPP)
+    assert layer.metadata["patchdx"]["mpp"] == MPP and layer.metadata["patchdx"]["mpp_typed"]
+    np.testing.assert_allclose(truth_layer.data_to_world(polygon[0]), level0_to_world(polygon[0], MPP))
     infer = InferenceWidget(viewer)
     assert infer.inputs.mpp.value == MPP  # typed once, shown in every widget of the viewer
     sample.runner.run_button.clicked.emit()
@@ -182,4 +185,7 @@ def test_a_slide_without_mpp_goes_through_with_the_um_per_px_typed(make_napari_v
     infer.runner.run_button.clicked.emit()
     qtbot.waitUntil(lambda: infer.results is not None or "error" in infer.runner.status.value, timeout=120_000)
     heat = viewer.layers["bare heatmap"]
-    assert heat.metadata["patchdx"]["mpp"] == MPP  # the typed value places the heatmap
+    assert heat.metadata["patchdx"]["mpp"] == MPP  # the typed value places the heatmap ...
+    cell = heat.scale[-1]  # ... over the slide, as the slide is shown
+    np.testing.assert_allclose(heat.extent.world[0][-2:], layer.extent.world[0][-2:], atol=cell)
+    np.testing.assert_allclose(heat.extent.world[1][-2:], layer.extent.world[1][-2:], atol=cell)

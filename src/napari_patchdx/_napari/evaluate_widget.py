@@ -110,10 +110,10 @@ class EvaluateWidget(Panel):
                 self.runner,
                 self.summary,
                 self.table,
-                self.review,
             ],
         )
         self.add_native(self.canvas)
+        self.add_native(self.review.native)  # below the curves, which stay in view
         show_table_rows(self.table)
         #: the last result: a SlidesEvaluation (layers), or the metrics dict (folders)
         self.result: Any = None

@@ -72,6 +72,10 @@ class Panel(Container):
         scroll = self.body.root_native_widget
         scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         scroll.setMinimumHeight(120)
+        # as wide as the controls (napari opens docks narrower, clipping file fields on the right)
+        scroll.setMinimumWidth(
+            self.body.native.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 2
+        )
         layout = self.native.layout()
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(scroll)

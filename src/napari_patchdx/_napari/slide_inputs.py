@@ -22,7 +22,15 @@ from ..io.annotations.model import AnnotationSet
 from ..io.detect import annotations_beside
 from ..sampling.sources import SlideMpp
 from .session import session_of
-from .truth import layer_annotations, slide_layers, slide_path, truth_for_slides, truth_layers
+from .truth import (
+    layer_annotations,
+    patchdx_meta,
+    place_slides,
+    slide_layers,
+    slide_path,
+    truth_for_slides,
+    truth_layers,
+)
 
 Truth = Path | AnnotationSet | None
 
@@ -42,8 +50,16 @@ def slide_mpp_control(viewer: napari.Viewer) -> FloatSpinBox:
     control = FloatSpinBox(
         label="slide um/px (0 = from the file)", min=0.0, max=64.0, step=0.001, value=session.get("slide_mpp", 0.0)
     )
-    control.tooltip = "level-0 micrometres per pixel of the slides, for files that lack it (or say it wrongly)"
-    control.changed.connect(lambda value: session.set("slide_mpp", float(value)))
+    control.tooltip = (
+        "level-0 micrometres per pixel of the slides, for files that lack it (or say it wrongly); slides whose files "
+        "lack it are shown in micrometres at this value"
+    )
+
+    def typed(value: float) -> None:
+        session.set("slide_mpp", float(value))
+        place_slides(viewer, float(value))
+
+    control.changed.connect(typed)
 
     def follow(key: str, value: Any) -> None:
         if key == "slide_mpp" and float(control.value) != float(value):
@@ -86,9 +102,12 @@ class SlideInputs(Container):
         self.truth.reset_choices()
 
     def _inserted(self, event: Any) -> None:
-        """Refresh the lists and choose the new layer when it is a slide or ground truth."""
+        """Refresh the lists and choose the new layer when it is a slide or ground truth; a slide without microns per
+        pixel is placed at the typed value."""
         self._refresh()
         choose_new(event, self.slides, self.truth)
+        if patchdx_meta(event.value).get("kind") == "slide" and self.mpp_value() is not None:
+            place_slides(self.viewer, self.mpp_value())
 
     def chosen_slides(self) -> list[Any]:
         """The chosen slide layers, in the viewer's order."""

@@ -356,3 +356,52 @@ def save_truth(layer: Any, viewer: napari.Viewer, path: str | Path) -> tuple[Pat
     write = write_geojson if target.suffix.lower() in (".geojson", ".json") else write_asap_xml
     write(annotations, target)
     return target, backup
+
+
+# ------------------------------------------------------------------------------------------ a typed pixel size
+
+
+def place_slides(viewer: napari.Viewer, mpp: float | None) -> list[Any]:
+    """Put the slides whose files do not give their microns per pixel in micrometres at ``mpp`` (typed by the user;
+    None or 0: back in level-0 pixels), with the layers drawn over them, so that results computed at that pixel
+    size line up. Slides whose files give it keep theirs; returns the slide layers moved.
+
+    The ground-truth layers of such a slide (continuous level-0 data) get its new scale; a user's layer tagged with
+    the slide's pixel frame (``frame = "world_px"``) is rescaled and tagged with the mpp instead.
+    """
+    from ..geometry import napari_transform, vector_transform
+
+    value = float(mpp) if mpp else None
+    shown = slide_layers(viewer)
+    moved = []
+    for slide in shown:
+        meta = patchdx_meta(slide)
+        if meta.get("mpp") is not None and not meta.get("mpp_typed"):
+            continue  # the file says
+        if meta.get("mpp") == value:
+            continue
+        old = meta.get("mpp") or 1.0
+        factor = (value or 1.0) / old
+        slide.metadata = {**slide.metadata, "patchdx": {**meta, "mpp": value, "mpp_typed": value is not None}}
+        units = ("um", "um") if value else ("pixel", "pixel")
+        transform = napari_transform((1.0, 1.0), (0.0, 0.0), value)
+        slide.scale, slide.translate, slide.units = transform["scale"], transform["translate"], units
+        for layer in viewer.layers:
+            if layer is slide or slide_of(layer, shown) is not slide:
+                continue
+            lmeta = patchdx_meta(layer)
+            if lmeta.get("frame") == "level0":
+                vector = vector_transform(value)
+                layer.scale, layer.translate = vector["scale"], vector["translate"]
+                layer.metadata = {**layer.metadata, "patchdx": {**lmeta, "mpp": value}}
+            elif lmeta.get("frame") == "world_px" or lmeta.get("mpp_typed"):
+                layer.scale = tuple(float(s) * factor for s in layer.scale)
+                layer.translate = tuple(float(t) * factor for t in layer.translate)
+                tag = {"mpp": value, "mpp_typed": True} if value else {"frame": "world_px"}
+                rest = {k: v for k, v in lmeta.items() if k not in ("frame", "mpp", "mpp_typed")}
+                layer.metadata = {**layer.metadata, "patchdx": {**rest, **tag}}
+            else:
+                continue
+            layer.units = units
+        moved.append(slide)
+    return moved
