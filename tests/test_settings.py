@@ -1,5 +1,7 @@
 """One settings object per stage: its fields are the configuration section, the command's options and the stage
-job's defaults (each checked here against the settings object, so a default is named once)."""
+job's defaults (each checked here against the settings object, so a default is named once). The corrections round's
+settings (``RetrainSettings``) act on a finished run, not as a pipeline stage: they are the ``retrain`` command's
+options and its job's defaults, not a configuration section."""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ from napari_patchdx.reporting.build import build_report
 from napari_patchdx.reporting.settings import ReportSettings
 from napari_patchdx.sampling.job import sample_slides_job
 from napari_patchdx.sampling.settings import SampleSettings
+from napari_patchdx.training.corrections import corrections_round_job
+from napari_patchdx.training.retrain_settings import RetrainSettings
 
 JOBS: dict[type, list[Callable[..., Any]]] = {
     SampleSettings: [sample_slides_job],
@@ -32,8 +36,12 @@ JOBS: dict[type, list[Callable[..., Any]]] = {
     DistributedSettings: [heatmaps_job],  # predict_slides passes these on to it
     EvaluateSettings: [evaluate_slides_job, evaluate_slides, evaluate_slide_inputs_job, evaluate_cxr_job, evaluate_cxr],
     ReportSettings: [build_report],
+    RetrainSettings: [corrections_round_job],  # retrain / retrain_job pass them on to it
 }
 """Each stage's settings object -> the public jobs and functions that take its settings as keyword arguments."""
+
+NOT_SECTIONS: tuple[type, ...] = (RetrainSettings,)
+"""Settings objects of commands that act on a finished run (not configuration sections)."""
 
 COMMANDS: dict[str, list[tuple[type, tuple[str, ...]]]] = {
     "sample": [(SampleSettings, ("n", "method", "min_tissue"))],
@@ -43,12 +51,13 @@ COMMANDS: dict[str, list[tuple[type, tuple[str, ...]]]] = {
     ],
     "evaluate": [(EvaluateSettings, ("nms_threshold", "nms_radius_um", "level", "score", "n_boot"))],
     "report": [(ReportSettings, ("title",))],
+    "retrain": [(RetrainSettings, tuple(f.name for f in dataclasses.fields(RetrainSettings)))],
 }
 """Command -> the settings whose fields are its options."""
 
 
 def test_every_section_is_a_stage_settings_object_with_help() -> None:
-    assert set(SECTIONS.values()) == set(JOBS)
+    assert set(SECTIONS.values()) == set(JOBS) - set(NOT_SECTIONS)
     for cls in JOBS:
         for f in dataclasses.fields(cls):
             assert len(f.metadata.get("help", "")) > 10, f"{cls.__name__}.{f.name} has no help text"
@@ -71,11 +80,13 @@ def test_settings_objects_are_the_jobs_keyword_arguments() -> None:
         (EvaluateSettings().slide_options(), evaluate_slides_job),
         (DistributedSettings().job_options(), heatmaps_job),
         (InferSettings().heatmap_options(), slide_heatmap_job),
+        (RetrainSettings().job_options(), corrections_round_job),
     ):
         parameters = inspect.signature(job).parameters
         assert options and set(options) <= set(parameters), job.__qualname__
         assert all(parameters[k].default == v for k, v in options.items()), job.__qualname__
     assert set(EvaluateSettings().slide_options()) == {f.name for f in dataclasses.fields(EvaluateSettings)}
+    assert set(RetrainSettings().job_options()) == {f.name for f in dataclasses.fields(RetrainSettings)}
 
 
 def _subparser(command: str) -> argparse.ArgumentParser:

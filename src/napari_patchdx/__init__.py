@@ -26,6 +26,7 @@ _LAZY = {  # name -> "module" (the same name there) or "module:name"
     "RunConfig": "napari_patchdx.pipeline.config",
     "RunResult": "napari_patchdx.pipeline.results",
     "run": "napari_patchdx.pipeline.runner",
+    "retrain": "napari_patchdx.pipeline.retrain",
     "sample": "napari_patchdx.sampling.sample_files",
     "evaluate": "napari_patchdx.evaluation.evaluate_files",
     "report": "napari_patchdx.reporting.build:build_report",
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .io.slides import Slide, open_slide
     from .pipeline.config import RunConfig
     from .pipeline.results import RunResult
+    from .pipeline.retrain import retrain
     from .pipeline.runner import run
     from .reporting.build import build_report
     from .reporting.build import build_report as report

@@ -10,6 +10,7 @@ from ..inference.settings import HEATMAP_OPTIONS, DistributedSettings, InferSett
 from ..reporting.settings import ReportSettings
 from ..sampling.settings import SampleSettings
 from ..training.config import TrainConfig
+from ..training.retrain_settings import RetrainSettings
 from ..versions import __version__
 from .data import demo_command, froc_command, info_command, synth_command
 from .options import add_mpp_option, add_setting_options
@@ -17,6 +18,7 @@ from .stages import (
     evaluate_command,
     infer_command,
     report_command,
+    retrain_command,
     run_command,
     sample_command,
     train_command,
@@ -134,6 +136,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="the HTML file (default: RUN_DIR/report.html)")
     add_setting_options(p, ReportSettings, ["title"])
     p.set_defaults(func=report_command)
+
+    p = sub.add_parser(
+        "retrain",
+        help="retrain a slide run with corrected ground truth: one numbered corrections round",
+        description="Fine-tune RUN_DIR's model (the latest finished round's, or the train stage's) with patches from "
+        "the corrected regions weighted up (normal regions drawn around false positives, new tumour regions), then "
+        "re-infer the corrected slides with the old and the new model and compare them: false positives per slide, "
+        "FROC and slide AUC where the ground truth allows, the heatmap difference. Writes RUN_DIR/rounds/<k>/; an "
+        "interrupted round resumes when the command is repeated with the same corrections.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a slide run whose sample and train stages are done")
+    p.add_argument(
+        "--truth",
+        required=True,
+        help="folder of the corrected ground truth: <slide>.xml or <slide>.geojson per corrected slide (level-0 px)",
+    )
+    p.add_argument(
+        "--from-round",
+        type=int,
+        default=None,
+        help="start from this round's checkpoint, 0 for the train stage's (default: the latest finished round)",
+    )
+    p.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:<index> or mps (default: the run's)")
+    p.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start a new round even when the last one is unfinished with the same corrections",
+    )
+    add_setting_options(p, RetrainSettings)
+    p.set_defaults(func=retrain_command)
 
     p = sub.add_parser(
         "demo",

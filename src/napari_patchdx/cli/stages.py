@@ -1,5 +1,6 @@
 """The pipeline commands: ``run``, and ``sample`` / ``train`` / ``infer`` / ``evaluate`` / ``report`` (one stage on a
-configuration's run directory, or the stage's job on files named on the command line).
+configuration's run directory, or the stage's job on files named on the command line), and ``retrain`` (a corrections
+round on a run directory).
 
 On files, a command that reads slides takes ``--mpp`` (:func:`~napari_patchdx.cli.options.mpp_from_args`): the
 slides' level-0 microns per pixel, passed to the stage's job as its ``mpp``. With a configuration the microns per
@@ -262,4 +263,49 @@ def report_command(args: argparse.Namespace) -> int:
     settings = settings_from_args(ReportSettings, args, ["title"])
     path = build_report(runs if len(runs) > 1 else runs[0], out, title=settings.title)
     print(f"report: {path}")
+    return 0
+
+
+def _change(values: dict, key: str, digits: int = 3) -> str:
+    """``before -> after`` of one number of a corrections round (``-`` where it is undefined)."""
+
+    def show(value: object) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+    return f"{show((values.get('before') or {}).get(key))} -> {show((values.get('after') or {}).get(key))}"
+
+
+def retrain_command(args: argparse.Namespace) -> int:
+    """``retrain RUN_DIR --truth FOLDER``: one corrections round (fine-tune, re-infer the corrected slides, compare)."""
+    from ..pipeline.retrain import retrain_job
+    from ..training.retrain_settings import RetrainSettings
+
+    settings = settings_from_args(RetrainSettings, args)
+    job = retrain_job(
+        args.run_dir,
+        args.truth,
+        from_round=args.from_round,
+        device=args.device,
+        resume=args.resume,
+        **settings.job_options(),
+    )
+    result = drive(job, "retrain")
+    print(f"round {result.number}: {result.folder} (started from {result.start_checkpoint})")
+    if result.cancelled:
+        print("stopped: repeat the command with the same corrections to resume the round")
+        return 0
+    print(f"new checkpoint: {result.checkpoint}")
+    print(f"{'slide':<24} {'false positives':>16} {'lesions found':>14} {'p in normal regions':>22}")
+    for name, row in result.slides.items():
+        print(
+            f"{name:<24} {_change(row, 'false_positives'):>16} {_change(row, 'lesions_detected'):>14} "
+            f"{_change(row, 'normal_mean'):>22}"
+        )
+    m = result.metrics
+    print(
+        f"false positives per corrected slide {_change(m, 'fp_per_slide', 2)}, FROC {_change(m, 'froc')}, "
+        f"heatmap difference (after - before) in {result.paths['difference']}"
+    )
     return 0

@@ -15,6 +15,10 @@ after it:
 ==========================  ===========================================================================
 
 A float map ``<stem>.ome.tif`` has its sidecar at ``<stem>.json``.
+
+The rounds of "review, correct, retrain" are numbered folders of a run folder, ``<run>/rounds/<k>/`` (k = 1, 2,
+...), laid out by :func:`round_paths`; a round's heatmap difference (after - before) of a slide is
+``<name>.difference.ome.tif`` with its sidecar ``<name>.difference.json`` (:func:`difference_paths`).
 """
 
 from __future__ import annotations
@@ -29,13 +33,17 @@ __all__ = [
     "FLOAT_MAP_SUFFIXES",
     "HEATMAP_FORMAT",
     "POINTS_FOLDER",
+    "ROUNDS_FOLDER",
     "annotation_candidates",
     "cam_paths",
+    "difference_paths",
     "file_name",
     "float_map_name",
     "float_map_sidecar",
     "heatmap_paths",
     "points_paths",
+    "round_numbers",
+    "round_paths",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -119,3 +127,39 @@ def float_map_sidecar(path: PathLike) -> Path | None:
     when ``path`` is not named like a float map (``<slide>.heatmap.json``, ``<image>.cam.json``)."""
     name = float_map_name(path)
     return None if name is None else Path(path).with_name(f"{name}.json")
+
+
+#: the run-folder subfolder holding the numbered rounds of "review, correct, retrain" (:func:`round_paths`)
+ROUNDS_FOLDER = "rounds"
+
+
+def round_paths(run_dir: PathLike, number: int) -> dict[str, Path]:
+    """The folder of corrections round ``number`` (1, 2, ...) of a run and its parts:
+
+    ``folder`` (``<run>/rounds/<number>``), ``corrections`` (``corrections/<slide name>.xml``: the corrected ground
+    truth), ``train`` (the fine-tuning run), ``heatmaps_before`` / ``heatmaps_after`` (the corrected slides'
+    heatmaps by the starting and the fine-tuned checkpoint), ``difference`` (their difference,
+    :func:`difference_paths`) and ``record`` (``round.json``, the round's manifest).
+    """
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise ValueError(f"a round number is an integer >= 1, got {number!r}")
+    folder = Path(run_dir) / ROUNDS_FOLDER / str(number)
+    parts = ("corrections", "train", "heatmaps_before", "heatmaps_after", "difference")
+    return {"folder": folder, **{part: folder / part for part in parts}, "record": folder / "round.json"}
+
+
+def round_numbers(run_dir: PathLike) -> list[int]:
+    """The numbers of the round folders in ``<run>/rounds/`` (any state), ascending; [] when there is none."""
+    rounds = Path(run_dir) / ROUNDS_FOLDER
+    if not rounds.is_dir():
+        return []
+    found = (p.name for p in rounds.iterdir() if p.is_dir())
+    return sorted(int(n) for n in found if n.isdigit() and not n.startswith("0"))
+
+
+def difference_paths(out_dir: PathLike, name: str) -> dict[str, Path]:
+    """A slide's heatmap difference in ``out_dir``: ``final`` (``<name>.difference.ome.tif``, float32, after -
+    before, NaN where either heatmap has no value) and ``sidecar`` (``<name>.difference.json``, with the heatmap
+    format and grid, so the reader opens it aligned to its slide)."""
+    out = Path(out_dir)
+    return {"final": out / f"{name}.difference.ome.tif", "sidecar": out / f"{name}.difference.json"}

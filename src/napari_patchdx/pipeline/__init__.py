@@ -11,6 +11,8 @@ One run is one track over one input folder, in one run directory::
       infer/           slides: <stem>.heatmap.ome.tif + .json; X-rays: <image>.cam.ome.tif + .json
       evaluate/        metrics.json, per-slide / per-image table, points/, plots, thumbnails, suspects.json
       report.html      the HTML report (its images in report_files/, the run's metrics in metrics.json)
+      rounds/<k>/      slides: retraining with corrections, one numbered round each (:func:`retrain`,
+                       :func:`napari_patchdx.io.names.round_paths`)
 
 Tracks
 ------
@@ -65,6 +67,7 @@ from ..sampling.settings import SampleSettings
 from .config import TRACKS, RunConfig, config_reference
 from .manifest import MANIFEST_KIND
 from .results import RunResult, headline, result_layers
+from .retrain import retrain, retrain_job
 from .runner import run, run_job
 from .stages import STAGES
 
@@ -82,6 +85,8 @@ __all__ = [
     "config_reference",
     "headline",
     "result_layers",
+    "retrain",
+    "retrain_job",
     "run",
     "run_job",
 ]

@@ -57,7 +57,9 @@ class RunResult:
         return result_layers(self.run_dir, max_items=max_items)
 
 
-def _splits_table(run_dir: Path) -> pd.DataFrame:
+def splits_table(run_dir: Path) -> pd.DataFrame:
+    """A run's ``sample/splits.csv`` (name, split, label, path, truth; slides: mpp), as the sample stage wrote it;
+    empty cells are "" (a slide without ground truth)."""
     path = run_dir / "sample" / "splits.csv"
     if not path.is_file():
         raise InputFileError(path, "no such file: the run's sample stage has not finished")
@@ -74,7 +76,7 @@ def result_layers(run_dir: str | os.PathLike[str], *, max_items: int | None = No
         raise InputFileError(run_dir / MANIFEST_NAME, "not a napari-patchdx run (no manifest)")
     track = manifest["config"]["track"]
     infer_dir = run_dir / "infer"
-    table = _splits_table(run_dir)
+    table = splits_table(run_dir)
     out: list[tuple[Any, dict, str]] = []
     shown = 0
     lesions = _cohort_lesions(Path(manifest["config"]["input"])) if track != "slides" else None

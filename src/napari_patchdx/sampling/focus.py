@@ -3,15 +3,18 @@ winner: a second round adds patches from the first model's false-positive region
 (patches from regions a user corrected) are one mechanism.
 
 A :class:`FocusRegion` is a boolean mask over a slide on any :class:`~napari_patchdx.geometry.Grid` (a heatmap's,
-or a rasterised polygon's). :class:`FocusSampler` wraps Liu et al.'s :class:`~napari_patchdx.sampling.balanced.
-BalancedSampler`: draw ``i`` comes from the focus regions with probability ``fraction`` (uniformly over their tissue
-cells, each region weighted by ``weight`` times its size), else from the balanced sampler. A focus patch is placed
-and jittered like any other and labelled by the same exact central-region rule from the slide's (possibly
-corrected) ground truth: the regions say where to look more, never what the label is.
+or a rasterised polygon's): :func:`hard_negative_regions` makes one from a heatmap, :func:`correction_focus_regions`
+from annotation regions a user corrected. :class:`FocusSampler` wraps Liu et al.'s
+:class:`~napari_patchdx.sampling.balanced.BalancedSampler`: draw ``i`` comes from the focus regions with probability
+``fraction`` (uniformly over their tissue cells, each region weighted by ``weight`` times its size), else from the
+balanced sampler. A focus patch is placed and jittered like any other and labelled by the same exact central-region
+rule from the slide's (possibly corrected) ground truth: the regions say where to look more, never what the label
+is.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +25,7 @@ import pandas as pd
 
 from ..errors import ConfigError
 from ..geometry import Grid
+from ..io.annotations.model import NORMAL, AnnotationSet, Region
 from ..io.names import file_name
 from .balanced import BalancedSampler
 from .patches import PatchGeometry
@@ -77,6 +81,52 @@ def hard_negative_regions(
     if not hot.any():
         return None
     return FocusRegion(source.path, hot, grid, 1.0, f"false positive p >= {float(threshold):g}")
+
+
+def region_cells(regions: Sequence[Region], grid: Grid) -> np.ndarray:
+    """(rows, cols) bool: the cells of ``grid`` whose centre lies in one of ``regions`` (level-0 polygons; the even-odd
+    rule of :meth:`~napari_patchdx.io.annotations.AnnotationSet.rasterize`). A region that holds no cell centre
+    marks the cell holding its bounding box's centre, so a region smaller than a cell is not lost."""
+    mask = np.zeros(grid.shape, dtype=bool)
+    for region in regions:
+        own = AnnotationSet([region]).rasterize(grid.shape, grid.spacing[0], grid.origin, labels=[region.label])
+        if not own.any():
+            y0, x0, y1, x1 = region.bounds
+            r, c = grid.index_of(np.array([(y0 + y1) / 2]), np.array([(x0 + x1) / 2]))
+            if 0 <= r[0] < grid.shape[0] and 0 <= c[0] < grid.shape[1]:
+                own[r[0], c[0]] = True
+        mask |= own
+    return mask
+
+
+def correction_focus_regions(
+    corrections: Sequence[tuple[SlideSource, AnnotationSet]], tumour_weight: float = 1.0
+) -> list[FocusRegion]:
+    """Slides' corrected regions (``"normal"`` regions and new tumour regions, level-0 pixels) as focus regions on
+    each slide's tissue grid: per slide, one region of the normal regions' cells (reason ``"corrected: normal"``) and
+    one of the tumour regions' cells (``"corrected: tumour"``).
+
+    The weights balance the two kinds as Liu's sampler balances the classes: the normal cells of all slides together
+    get one share of the focus draws and the tumour cells ``tumour_weight`` shares, uniformly over the tissue cells
+    within each kind, whatever the areas (a missed lesion drawn in full covers many times the cells of a few rejected
+    points). A region without tissue cells, or of a kind with weight 0, is left out.
+    """
+    parts: list[tuple[str, FocusRegion, int]] = []
+    for source, regions in corrections:
+        grid = source.tissue.grid
+        for normal, reason in ((True, "corrected: normal"), (False, "corrected: tumour")):
+            chosen = [r for r in regions if (r.label == NORMAL) == normal]
+            if chosen:
+                mask = region_cells(chosen, grid)
+                cells = int((mask & source.tissue.mask).sum())
+                parts.append((reason, FocusRegion(source.path, mask, grid, 1.0, reason), cells))
+    share = {"corrected: normal": 1.0, "corrected: tumour": float(tumour_weight)}
+    totals = {reason: sum(n for r, _, n in parts if r == reason) for reason in share}
+    return [
+        dataclasses.replace(region, weight=share[reason] / totals[reason])
+        for reason, region, cells in parts
+        if cells and share[reason] > 0
+    ]
 
 
 class FocusSampler:

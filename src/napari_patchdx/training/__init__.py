@@ -105,7 +105,11 @@ and what each stage reads), :mod:`~napari_patchdx.training.datasets` (whole imag
 (distributed context, determinism, seeding), :mod:`~napari_patchdx.training.resume` (the resume state),
 :mod:`~napari_patchdx.training.trainer` (loaders, validation, saving), :mod:`~napari_patchdx.training.loop` (the
 epochs), :mod:`~napari_patchdx.training.job` (:func:`train_job`, the manifest), :mod:`~napari_patchdx.training.cli`
-(the torchrun entry point). Device strings live in :mod:`napari_patchdx.devices`.
+(the torchrun entry point), :mod:`~napari_patchdx.training.hard_negatives` (Wang et al.'s second round) and
+:mod:`~napari_patchdx.training.corrections` (retraining with a user's corrections: numbered, resumable rounds that
+fine-tune with the corrected regions weighted up and compare before / after; their settings in
+:mod:`~napari_patchdx.training.retrain_settings`). Device strings live in
+:mod:`napari_patchdx.devices`.
 """
 
 from __future__ import annotations
@@ -113,12 +117,22 @@ from __future__ import annotations
 from ..devices import DEVICE_FORMS, available_devices, resolve_device
 from .cli import main
 from .config import DEFAULT_PATCH_SIZE, OPTIMIZERS, STAGES, TRACKS, TrainConfig
+from .corrections import (
+    CorrectionRound,
+    SlideCorrection,
+    correction_regions,
+    corrections_round_job,
+    focus_train_job,
+    latest_round,
+    round_checkpoint,
+)
 from .datasets import WholeImageDataset
 from .ddp import state_digest
 from .inputs import TrainData
 from .job import TRAIN_MANIFEST_NAME, train, train_job
 from .loop import TrainingError, TrainResult
 from .resume import POINTER_NAME
+from .retrain_settings import RetrainSettings
 from .schedule import ExampleHalvingLR, StagePlan, plan_stages
 
 __all__ = [
@@ -129,7 +143,10 @@ __all__ = [
     "STAGES",
     "TRACKS",
     "TRAIN_MANIFEST_NAME",
+    "CorrectionRound",
     "ExampleHalvingLR",
+    "RetrainSettings",
+    "SlideCorrection",
     "StagePlan",
     "TrainConfig",
     "TrainData",
@@ -137,9 +154,14 @@ __all__ = [
     "TrainingError",
     "WholeImageDataset",
     "available_devices",
+    "correction_regions",
+    "corrections_round_job",
+    "focus_train_job",
+    "latest_round",
     "main",
     "plan_stages",
     "resolve_device",
+    "round_checkpoint",
     "state_digest",
     "train",
     "train_job",

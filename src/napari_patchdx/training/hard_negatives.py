@@ -1,10 +1,11 @@
 """Hard-negative mining (Wang et al. 2016, the CAMELYON16 winner): train, map the training slides with the first
 round's model, and fine-tune from its best checkpoint drawing a share of the patches from the cells it called
 tumour that hold none (:func:`~napari_patchdx.sampling.focus.hard_negative_regions`,
-:class:`~napari_patchdx.sampling.focus.FocusSampler`: the mechanism "review, correct, retrain" uses too).
+:func:`~napari_patchdx.training.corrections.focus_train_job`: the fine-tuning step "review, correct, retrain" uses
+too).
 
-This is the one module of ``training`` that uses ``inference`` (the second round needs heatmaps); ``inference``
-never imports ``training``.
+This module and :mod:`~napari_patchdx.training.corrections` are the modules of ``training`` that use ``inference``
+(the second round needs heatmaps); ``inference`` never imports ``training``.
 
 Folders (under the training folder ``out_dir``): ``round1/`` (the first round's run, resumable) with
 ``round1/heatmaps/`` (its heatmaps of the training slides), ``hard_negatives.json`` (per slide: false-positive cells
@@ -23,12 +24,11 @@ from ..errors import ConfigError
 from ..io.names import file_name
 from ..jsonvalues import write_json
 from ..progress import SCALE, Job, Progress, relay
-from ..sampling.balanced import BalancedSampler
-from ..sampling.focus import FocusSampler, hard_negative_regions
-from ..sampling.patches import PatchGeometry
+from ..sampling.focus import hard_negative_regions
 from ..sampling.sources import SlideSource
 from ..sampling.tables import read_patch_table
-from .config import DEFAULT_PATCH_SIZE, TrainConfig
+from .config import TrainConfig
+from .corrections import focus_train_job
 from .inputs import TrainData
 from .job import train_job
 from .loop import TrainResult
@@ -127,12 +127,16 @@ def hard_negative_train_job(
             " there is no hard negative to mine (lower hard_negative_threshold, or train without hard_negatives)"
         )
     yield Progress(int(0.55 * SCALE), SCALE, f"{sum(int(r.mask.sum()) for r in regions)} false-positive cells mined")
-    patch = config.patch_size or DEFAULT_PATCH_SIZE["slide"]
-    geometry = PatchGeometry(patch, config.center_size or min(128, patch), config.mpp)
-    base = BalancedSampler(sources, geometry, seed=config.seed, jitter=config.jitter)
-    focus = FocusSampler(base, regions, config.hard_negative_fraction)
-    second = dataclasses.replace(config, hard_negatives=False, init_checkpoint=str(round1.best))
-    round2_data = TrainData(patch_table=val, sampler=focus, mpp=data.mpp)  # type: ignore[arg-type]
-    return (
-        yield from relay(train_job(second, round2_data, out, resume=resume, stop=stop), 0.55, 1.0, prefix="round 2: ")
+    second = focus_train_job(
+        config,
+        sources,
+        regions,
+        val,
+        out,
+        fraction=config.hard_negative_fraction,
+        init_checkpoint=round1.best,
+        mpp=data.mpp,
+        resume=resume,
+        stop=stop,
     )
+    return (yield from relay(second, 0.55, 1.0, prefix="round 2: "))
