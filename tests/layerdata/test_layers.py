@@ -140,7 +140,7 @@ def test_cam_file_from_infer_opens_aligned_to_its_xray(tmp_path: Path) -> None:
     assert (detect.HEATMAP_FORMAT, detect.CAM_FORMAT) == (HEATMAP_FORMAT, CAM_FORMAT)  # one format, two modules
     cohort = make_cxr_cohort(tmp_path / "cxr", n=1, seed=4, size=96, dicom=False)
     png = cohort.png_path(cohort.images[0])
-    [(image, xray_kwargs, _)] = cxr_file_layers(png)
+    (image, xray_kwargs, _), _truth = cxr_file_layers(png)
     assert xray_kwargs["metadata"]["patchdx"]["spacing"] is not None  # the synthetic PNGs carry pHYs spacing
     cams = np.random.default_rng(2).normal(size=(2, *image.shape)).astype(np.float32)
     prediction = CxrPrediction(("nodule", "mass"), np.array([0.3, 0.8], np.float32), cams, image.shape, png)

@@ -10,7 +10,8 @@ notification, never a traceback), and runs the core jobs of :mod:`napari_patchdx
   the job passes on; the layer is repainted at most every :attr:`InferenceWidget.refresh_interval` seconds, plus
   once at the end with the written heatmap.
 * Chest X-rays: :func:`~napari_patchdx.inference.xray_job.predict_xrays_job`; each image gets one CAM layer per class
-  (probability in the layer name and metadata) and a row in the widget's probability table.
+  (probability in the layer name and metadata) and a row in the widget's probability table; an X-ray of a cohort
+  gets its ground-truth boxes layer above its CAMs (the one opened with it, or a new one).
 
 A slide or X-ray that cannot be read fails alone: the others run, then the error shows in the status line.
 Stopping keeps what is written: an interrupted slide resumes where it stopped on the next run (with "reuse /
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, Select, Table
+from napari.utils.notifications import show_warning
 
 from ..errors import ConfigError, InputFileError
 from ..inference.settings import InferSettings
@@ -40,6 +42,7 @@ from ..io.names import file_name
 from ..layerdata import cam_layers, heatmap_layer
 from ..progress import ItemReport, Progress
 from .controls import control_value, setting_control
+from .cxr_truth_widget import truth_layer_for
 from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
 from .session import session_of
 from .slide_inputs import SlideInputs
@@ -418,6 +421,7 @@ class InferenceWidget(Panel):
         label = part.input.shown
         self._replace_own("cam", lambda meta, layer: meta.get("image") == label)
         add_layers(self.viewer, cam_layers(part.prediction, name=label, spacing=part.input.spacing, path=part.path))
+        self._truth_above_cams(part)
         classes = [str(c) for c in part.prediction.classes]
         if classes != self._table_classes:
             self._table_classes = classes
@@ -430,6 +434,27 @@ class InferenceWidget(Panel):
         }
         self.probabilities.visible = True
         show_table_rows(self.probabilities)
+
+    def _truth_above_cams(self, part: XrayOutcome) -> None:
+        """The ground-truth boxes of an X-ray of a cohort go above its CAMs: its boxes layer, moved to the top, or
+        a new one (:func:`~napari_patchdx._napari.cxr_truth_widget.truth_layer_for`). A broken cohort table only
+        gives a warning: the CAMs are shown either way."""
+        source = part.input.source
+        if not isinstance(source, Path):
+            return
+        try:
+            truth = truth_layer_for(
+                self.viewer,
+                source,
+                spacing=part.input.spacing,
+                shape=tuple(int(v) for v in np.shape(part.prediction.cams)[-2:]),
+                name=f"{part.input.shown} lesion boxes",
+            )
+        except INPUT_ERRORS as exc:
+            show_warning(f"napari-patchdx: lesion boxes of {part.input.shown} not shown: {exc}")
+            return
+        if truth is not None:
+            self.viewer.layers.move(self.viewer.layers.index(truth), len(self.viewer.layers))
 
     def _on_done(self, outcomes: list[Any]) -> None:
         self._finish_run()

@@ -41,6 +41,8 @@ from ..io.slides.base import Slide
 from ..io.slides.dicom import DICOM_SUFFIXES
 from ..io.slides.open import open_slide
 from ..jsonvalues import json_value
+from .cxr_truth import boxes_layer as boxes_layer
+from .cxr_truth import cohort_truth_layers
 from .shapes import DRAW_CLASSES as DRAW_CLASSES
 from .shapes import FEATURE_DEFAULTS, annotation_features, to_layer_data
 
@@ -160,32 +162,6 @@ def cxr_layer(cxr: CxrImage, name: str | None = None) -> LayerData:
     return cxr.image, kwargs, "image"
 
 
-def boxes_layer(
-    boxes: np.ndarray,
-    classes: list[str],
-    spacing: tuple[float, float] | None = None,
-    name: str = "lesion boxes",
-) -> LayerData:
-    """A Shapes layer of rectangles from (y0, x0, y1, x1) pixel boxes (half-open), labelled by class."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    # napari rectangles run between pixel centres; a half-open box [y0, y1) spans y0 - 0.5 .. y1 - 0.5.
-    data = [np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0]], dtype=np.float64) - 0.5 for y0, x0, y1, x1 in boxes]
-    kwargs: dict[str, Any] = {
-        "name": name,
-        "shape_type": "rectangle",
-        "features": {"class": list(classes)},
-        "edge_color": [class_color(c) for c in classes] if classes else class_color(TUMOR),
-        "face_color": "transparent",
-        "edge_width": 2.0,
-        "text": {"string": "{class}", "size": 9, "color": "yellow", "anchor": "upper_left"},
-        "metadata": {"patchdx": {"kind": "boxes", "frame": "pixel"}},
-    }
-    if spacing is not None:
-        kwargs["scale"] = tuple(float(s) for s in spacing)
-        kwargs["units"] = ("mm", "mm")
-    return data, kwargs, "shapes"
-
-
 def _display_meta(meta: dict[str, Any]) -> dict[str, Any]:
     """A reader's header fields as plain data for napari layer metadata (display only, not written to a file):
     :func:`~napari_patchdx.jsonvalues.json_value`, with any value JSON cannot hold shown as its ``str()``."""
@@ -232,8 +208,15 @@ def slide_file_layers(path: Path, mpp: float | None = None) -> list[LayerData]:
 
 
 def cxr_file_layers(path: Path) -> list[LayerData]:
-    """A grayscale chest X-ray layer with its pixel spacing (mm) as scale."""
-    return [cxr_layer(read_cxr(path))]
+    """A grayscale chest X-ray layer with its pixel spacing (mm) as scale; when a cohort's ``labels.csv`` lists the
+    file, also its ground-truth boxes layer ``"<name> lesion boxes"`` from ``lesions.csv`` (empty when the image has
+    no boxes; :func:`~napari_patchdx.layerdata.cxr_truth.cxr_truth_layer`)."""
+    cxr = read_cxr(path)
+    image = cxr_layer(cxr)
+    truth = cohort_truth_layers(
+        path, spacing=cxr.spacing, shape=cxr.image.shape, name=f"{image[1]['name']} lesion boxes"
+    )
+    return [image, *truth]
 
 
 def annotation_file_layers(path: Path) -> list[LayerData]:
