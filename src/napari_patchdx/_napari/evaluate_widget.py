@@ -43,6 +43,7 @@ from ..io.names import file_name
 from ..layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 from .controls import setting_control
 from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
+from .retrain import RetrainPanel
 from .review import ReviewPanel
 from .slide_inputs import choose_new, slide_mpp_control
 from .truth import layer_annotations, slide_layers, truth_for_slides, truth_layers
@@ -114,6 +115,8 @@ class EvaluateWidget(Panel):
         )
         self.add_native(self.canvas)
         self.add_native(self.review.native)  # below the curves, which stay in view
+        self.retrain = RetrainPanel(viewer, self.review)
+        self.add_native(self.retrain.native)
         show_table_rows(self.table)
         #: the last result: a SlidesEvaluation (layers), or the metrics dict (folders)
         self.result: Any = None
@@ -156,7 +159,7 @@ class EvaluateWidget(Panel):
     def _show_inputs(self, _: Any = None) -> None:
         source = str(self.source.value)
         layers, slides, xray = source == SOURCES[0], source == SOURCES[1], source == SOURCES[2]
-        for w in (self.heatmaps, self.truth, self.points, self.review):
+        for w in (self.heatmaps, self.truth, self.points, self.review, self.retrain):
             w.visible = layers
         self.slides_dir.visible = self.heatmap_dir.visible = slides
         self.cohort_dir.visible = self.predictions_dir.visible = xray

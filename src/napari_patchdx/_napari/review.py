@@ -74,6 +74,8 @@ class ReviewPanel(Container):
         self.items: list[ReviewItem] = []
         self.shown: list[ReviewItem] = []
         self.current = -1
+        #: slide name -> its ground truth when the evaluation was shown (None: none)
+        self.before: dict[str, Any] = {}
         #: slide name -> (slide layer, ground-truth layer or None, heatmap cell side in level-0 px, mpp)
         self.slides: dict[str, tuple[Any, Any, float, float | None]] = {}
         self.order.changed.connect(self._reorder)
@@ -101,6 +103,7 @@ class ReviewPanel(Container):
         truths = {}
         for name, (_, truth_layer, _, _) in self.slides.items():
             truths[name] = None if truth_layer is None else layer_annotations(truth_layer, self.viewer)
+        self.before = dict(truths)  # what the model was evaluated against: corrections are measured from here
         points = {n: p for n, p in result.points.items() if n in self.slides}
         outcomes = {n: result.outcomes[n] for n in points}
         self.items = review_items(points, outcomes, truths)
@@ -113,7 +116,7 @@ class ReviewPanel(Container):
         from ..evaluation.uncertainty import rank_slides, uncertain_regions, uncertainty_map
         from ..io.names import file_name
         from ..layerdata.evaluation import grid_from_layer
-        from .truth import slide_layers, slide_path, truth_for_slides, truth_layers
+        from .truth import layer_annotations, slide_layers, slide_path, truth_for_slides, truth_layers
 
         shown = slide_layers(self.viewer)
         heatmaps, found = {}, []
@@ -127,6 +130,8 @@ class ReviewPanel(Container):
                 continue
             truth = truth_for_slides([slide], truth_layers(self.viewer), shown=shown, strict=False)[slide.name]
             self.slides[name] = (slide, truth, float(grid.spacing[0]), slide.metadata["patchdx"].get("mpp") or grid.mpp)
+            if name not in self.before:  # corrections are measured from the ground truth shown now
+                self.before[name] = None if truth is None else layer_annotations(truth, self.viewer)
             heatmaps[name] = data
             uncertainty = uncertainty_map(data)
             self._show_uncertainty(name, uncertainty, layer)
@@ -162,6 +167,22 @@ class ReviewPanel(Container):
             "metadata": {"patchdx": {"kind": "uncertainty", "slide": patchdx_meta(heatmap).get("slide")}},
         }
         add_layers(self.viewer, [(uncertainty.astype(np.float32), kwargs, "image")])
+
+    def corrections(self) -> list[Any]:
+        """Every reviewed slide's ground truth before (as evaluated) and now (its layer, with the corrections made
+        since, decided here or drawn by hand), as :class:`~napari_patchdx.training.corrections.SlideCorrection`s;
+        slides without a ground-truth layer are left out."""
+        from ..io.annotations.model import AnnotationSet
+        from ..training.corrections import SlideCorrection
+        from .truth import layer_annotations, slide_path
+
+        found = []
+        for name, (slide, layer, _, _) in self.slides.items():
+            if layer is None or layer not in self.viewer.layers:
+                continue
+            now = layer_annotations(layer, self.viewer) or AnnotationSet([])
+            found.append(SlideCorrection(slide_path(slide), now, self.before.get(name)))
+        return found
 
     def _reorder(self, _: Any = None) -> None:
         self.shown = order_items(self.items, str(self.order.value))

@@ -131,11 +131,14 @@ def set_draw_class(layer: Any, label: str) -> None:
 
 def keep_draw_class(layer: Any) -> None:
     """Give the shapes drawn next the class last chosen with :func:`set_draw_class` (tumour by default), and its
-    colour."""
+    colour, as new regions (:data:`~napari_patchdx.layerdata.shapes.FEATURE_DEFAULTS` otherwise)."""
     label = _DRAW_CLASS.get(layer, str(FEATURE_DEFAULTS["label"]))
     defaults = {str(k): v.iloc[0] for k, v in layer.feature_defaults.items()} if len(layer.feature_defaults) else {}
-    if defaults.get("label") != label:
-        layer.feature_defaults = {**defaults, "label": label}
+    # napari copies the last shape's features into the defaults when the features are replaced: a new shape is a
+    # new region of the chosen class, with no name or group of its own
+    wanted = {**defaults, **{k: v for k, v in FEATURE_DEFAULTS.items() if k in defaults}, "label": label}
+    if any(defaults.get(k) != v for k, v in wanted.items()):
+        layer.feature_defaults = wanted
     _next_colour(layer, label)
 
 

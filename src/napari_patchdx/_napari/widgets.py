@@ -30,7 +30,7 @@ from ..layerdata import boxes_layer, patches_layer, tissue_layer
 from ..progress import Progress
 from ..sampling.settings import SAMPLE_METHODS, SampleSettings
 from ..sampling.splits import hold_out_slides
-from .controls import setting_control
+from .controls import control_value, setting_control
 from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind
 from .session import session_of
 from .slide_inputs import SlideInputs, Truth
@@ -257,6 +257,7 @@ class TrainWidget(Panel):
         self.batch_size = SpinBox(label="batch size", min=1, max=4096, value=32)
         self.steps = SpinBox(label="steps per epoch (slides)", min=1, max=1_000_000, value=50)
         self.patch_size = SpinBox(label="patch size (px)", min=32, max=2048, value=DEFAULT_PATCH_SIZE["slide"])
+        self.patch_mpp = setting_control(TrainConfig, "mpp", "patch um/px (0 = level 0)", min=0.0, max=64.0, step=0.25)
         self.working_size = SpinBox(label="X-ray working size (px)", min=64, max=4096, value=TrainConfig.working_size)
         self.working_size.tooltip = (
             "side of a whole X-ray after resizing (Park et al.: 1024). Smaller trains much faster: 40 images, 1 epoch "
@@ -286,6 +287,7 @@ class TrainWidget(Panel):
                 self.batch_size,
                 self.steps,
                 self.patch_size,
+                self.patch_mpp,
                 self.working_size,
                 self.stain,
                 self.device,
@@ -315,7 +317,7 @@ class TrainWidget(Panel):
         self.cohort.visible = xray
         for control in (self.stage, self.working_size):
             control.visible = xray
-        for control in (self.steps, self.stain):
+        for control in (self.steps, self.stain, self.patch_mpp):
             control.visible = not xray
         track, other = ("cxr", "slide") if xray else ("slide", "cxr")
         if int(self.patch_size.value) == DEFAULT_PATCH_SIZE[other]:  # still the other track's default: this one's
@@ -334,6 +336,7 @@ class TrainWidget(Panel):
             batch_size=int(self.batch_size.value),
             steps_per_epoch=None if xray else int(self.steps.value),
             patch_size=int(self.patch_size.value),
+            mpp=None if xray else control_value(self.patch_mpp, TrainConfig, "mpp"),
             working_size=int(self.working_size.value),
             stain="liu" if xray else str(self.stain.value),
             device=str(self.device.value),
