@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -133,6 +134,13 @@ def show_table_rows(table: Table, max_rows: int = 8, digits: int = 4) -> None:
     view.setMinimumHeight(height)
 
 
+def _torch_threads() -> int | None:
+    """torch's intra-op thread count in this (the UI) thread, when torch is loaded. A worker thread that Qt reuses
+    keeps the count it was created with; setting it again makes a job compute alike in a widget and headless."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
+
+
 class JobRunner(Container):
     """Run / Stop buttons, a progress bar and a status line around a core job (a generator of Progress)."""
 
@@ -181,8 +189,11 @@ class JobRunner(Container):
         self.status.value = "starting..."
 
         running: list[Any] = []
+        threads = _torch_threads()
 
         def job() -> Any:  # a generator function, so napari makes a GeneratorWorker (progress, quit)
+            if threads:  # the worker thread computes with the process's thread count, as the main thread does
+                sys.modules["torch"].set_num_threads(threads)
             running.append(job_factory())
             return (yield from running[0])
 

@@ -6,10 +6,10 @@ The round is the core's :func:`~napari_patchdx.training.corrections.corrections_
 ``napari_patchdx.retrain`` and the ``retrain`` command run on a pipeline run): it fine-tunes the checkpoint Train
 wrote (or any chosen) with patches from the corrected regions weighted up, re-infers only the corrected slides and
 writes ``<run>/rounds/<k>/`` (corrected ground truth first, then the fine-tuning, the heatmaps before and after,
-their difference and ``round.json``). The training run's validation slides (its ``train_manifest.json``) validate
-it. When it is done, the widget shows false positives per slide, FROC and slide AUC before and after, adds each
-slide's heatmap difference (after - before) as a layer, and offers the new checkpoint to the next round and to Run
-inference.
+their difference and ``round.json``). The training run's ``train_manifest.json`` gives its training slides (trained
+on again, the corrected slides' ground truth replacing theirs) and its validation slides. When it is done, the
+widget shows false positives per slide, FROC and slide AUC before and after, adds each slide's heatmap difference
+(after - before) as a layer, and offers the new checkpoint to the next round and to Run inference.
 """
 
 from __future__ import annotations
@@ -113,18 +113,22 @@ class RetrainPanel(Container):
         except INPUT_ERRORS as exc:
             self.runner.fail(exc)
 
-    def _validation(self, run: Path) -> list[tuple[str, Any]]:
-        """The training run's validation slides with their ground truth (from its ``train_manifest.json``)."""
+    def _recorded_slides(self, run: Path) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+        """The training run's (training, validation) slides with their ground truth, from its
+        ``train_manifest.json``: the round trains on the former (the corrected slides' truth replaces theirs) and
+        validates on the latter."""
         from ..training.job import TRAIN_MANIFEST_NAME
 
         manifest = run / TRAIN_MANIFEST_NAME
         if not manifest.is_file():
             raise InputFileError(manifest, "no such file: choose the folder Train wrote as the training run folder")
         data = json.loads(manifest.read_text(encoding="utf-8")).get("data") or {}
-        val = [(s["slide"], s.get("annotations")) for s in data.get("slides") or [] if s.get("split") == "val"]
+        slides = data.get("slides") or []
+        train = [(s["slide"], s.get("annotations")) for s in slides if s.get("split") == "train"]
+        val = [(s["slide"], s.get("annotations")) for s in slides if s.get("split") == "val"]
         if not val:
             raise InputFileError(manifest, "records no validation slide: the round needs the run's validation slides")
-        return val
+        return train, val
 
     def _start(self) -> None:
         from ..devices import resolve_device
@@ -139,7 +143,7 @@ class RetrainPanel(Container):
                 "no correction yet: reject or accept false positives in the review, or draw missed lesions into the "
                 "ground-truth layers, then retrain"
             )
-        val = self._validation(run)
+        train, val = self._recorded_slides(run)
         corrections = self._save_corrected(corrections)
         settings = RetrainSettings(
             fraction=float(self.fraction.value),
@@ -158,6 +162,7 @@ class RetrainPanel(Container):
                 checkpoint,
                 run,
                 val=val,
+                train_slides=train,
                 mpp=mpp,
                 device=device,
                 stop=lambda: self.runner.stop_requested,
@@ -219,5 +224,4 @@ class RetrainPanel(Container):
             if name in self.viewer.layers:
                 self.viewer.layers.remove(name)
             for data, kwargs, kind in layers_for_paths([path]):
-                kwargs = {**kwargs, "name": name, "colormap": "PiYG", "contrast_limits": (-1.0, 1.0)}
-                add_layers(self.viewer, [(data, kwargs, kind)])
+                add_layers(self.viewer, [(data, {**kwargs, "name": name}, kind)])  # the reader's diverging colours

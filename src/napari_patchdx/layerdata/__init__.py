@@ -421,9 +421,18 @@ def heatmap_file_layers(path: str | os.PathLike[str]) -> list[LayerData]:
         unreadable = [[int(v) for v in region] for region in side.get("unreadable") or []]
     except (TypeError, ValueError):
         unreadable = []  # a damaged note about unreadable tiles does not hide the heatmap
-    return [
-        heatmap_layer(heatmap, grid, name=f"{label} heatmap", slide=side.get("slide"), path=path, unreadable=unreadable)
-    ]
+    layer = heatmap_layer(
+        heatmap, grid, name=f"{label} heatmap", slide=side.get("slide"), path=path, unreadable=unreadable
+    )
+    if side.get("kind") == "difference":  # a corrections round's after - before: diverging colours around 0
+        data, kwargs, kind = layer
+        label = label.removesuffix(".difference")
+        layer = (
+            data,
+            {**kwargs, "name": f"{label} difference", "colormap": "PiYG", "contrast_limits": [-1.0, 1.0]},
+            kind,
+        )
+    return [layer]
 
 
 def cam_layers(
