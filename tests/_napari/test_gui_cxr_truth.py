@@ -122,6 +122,25 @@ def test_widget_errors_are_messages(make_napari_viewer, cohort, tmp_path: Path) 
     assert not (cohort.root / "lesions.csv.bak").exists()
 
 
+def test_a_docked_widget_takes_the_readers_boxes_layer_or_adds_one(make_napari_viewer, qtbot, cohort) -> None:
+    """Opening an X-ray with the widget docked: the widget chooses it while its layers are being inserted and takes
+    the boxes layer the reader inserts next, never a second one; an X-ray layer added without boxes gets one after
+    the insertion."""
+    from napari_patchdx._napari.cxr_truth_widget import XrayTruthWidget
+
+    viewer = make_napari_viewer()
+    widget = XrayTruthWidget(viewer)
+    xray, truth = _open(viewer, cohort, cohort.images[0])
+    assert widget.xray.value == xray.name and widget.truth is truth
+    assert [layer.name for layer in viewer.layers] == [xray.name, truth.name]
+    viewer.layers.clear()
+    image = viewer.add_image(np.asarray(xray.data), name="plain", metadata={"patchdx": dict(xray.metadata["patchdx"])})
+    assert widget.xray.value == "plain" and widget.truth is None  # waits for a boxes layer ...
+    qtbot.waitUntil(lambda: widget.truth is not None, timeout=5_000)  # ... and adds one after the insertion
+    assert [layer.name for layer in viewer.layers] == ["plain", "plain lesion boxes"] and image in viewer.layers
+    assert widget.truth.metadata["patchdx"]["image_id"] == cohort.images[0]
+
+
 def test_run_inference_puts_the_boxes_above_the_cams(make_napari_viewer, qtbot, cohort, tmp_path: Path) -> None:
     import torch
 
@@ -150,3 +169,93 @@ def test_run_inference_puts_the_boxes_above_the_cams(make_napari_viewer, qtbot, 
     top = viewer.layers[-1]
     assert top.name == f"{xray.name} lesion boxes" and top.metadata["patchdx"]["role"] == "cxr_truth"
     assert len(top.data) == len(truth.data)
+
+
+def test_retrain_with_corrections_in_the_xray_widget(make_napari_viewer, qtbot, tmp_path: Path) -> None:
+    """Train (widget) on a tiny cohort -> one box saved, another drawn and left unsaved -> Retrain with corrections:
+    the unsaved box is on disk before the round starts, both corrected training images are weighted up (the first
+    one although labels.csv.bak no longer holds its old row), round 1 completes, its before -> after is shown and
+    the new checkpoint is offered to Run inference."""
+    from napari_patchdx._napari.cxr_truth_widget import XrayTruthWidget
+    from napari_patchdx._napari.infer_widget import InferenceWidget
+    from napari_patchdx._napari.session import session_of
+    from napari_patchdx._napari.widgets import TrainWidget
+    from napari_patchdx.io.names import round_paths
+    from napari_patchdx.synth.cxr.cohort import make_cxr_cohort
+    from napari_patchdx.training.xray_corrections import XrayRound
+
+    cohort = make_cxr_cohort(tmp_path / "cxr", n=12, seed=4, size=64, dicom=False)
+    # fixed splits (a split column), so the test knows which images train: four validation images, the rest train
+    header, *rows = cohort.labels_csv.read_text().splitlines()
+    splits = ["val" if k % 3 == 2 else "train" for k in range(len(rows))]
+    cohort.labels_csv.write_text(
+        "\n".join([f"{header},split", *(f"{r},{s}" for r, s in zip(rows, splits, strict=True))]) + "\n"
+    )
+    table, classes = read_labels(cohort.root)
+    sick = table[list(classes)].astype(int).any(axis=1)
+    first, second = table["image"][(table["split"] == "train") & ~sick].tolist()[:2]
+
+    viewer = make_napari_viewer()
+    train = TrainWidget(viewer)
+    train.source.value = "X-ray cohort folder"
+    train.cohort.value = cohort.root
+    train.stage.value = "curriculum"
+    train.epochs.value = 1
+    train.batch_size.value = 8
+    train.patch_size.value = 32
+    train.working_size.value = 64
+    train.device.value = "cpu"
+    train.workers.value = 0
+    train.out_dir.value = tmp_path / "run"
+    train.runner.run_button.clicked.emit()
+    qtbot.waitUntil(lambda: train.result is not None or train.runner.status.value.startswith("error"), timeout=120_000)
+    assert train.result is not None and train.result.best is not None, train.runner.status.value
+    qtbot.waitUntil(lambda: train.runner.worker is None, timeout=30_000)
+    infer = InferenceWidget(viewer)
+    assert [Path(p) for p in infer.checkpoints.value] == [train.result.best]
+
+    widget = XrayTruthWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    retrain = widget.retrain
+    assert retrain.checkpoint.value == train.result.best and retrain.run_dir.value == tmp_path / "run"  # from Train
+    assert retrain.lr.value == pytest.approx(1e-4) and retrain.epochs.value == 0  # 0: the training's epochs
+    xray, truth = _open(viewer, cohort, first)
+    widget.xray.value = xray.name
+    assert widget.truth is truth  # the docked widget took the reader's boxes layer (no second one)
+    widget.draw_class.value = "nodule"
+    truth.add_rectangles(np.array([[[20.0, 30.0], [40.0, 50.0]]]))
+    assert widget.save() is not None and widget.corrected_images(cohort.root) == [first]
+    other, other_truth = _open(viewer, cohort, second)
+    widget.xray.value = other.name
+    widget.draw_class.value = "consolidation"
+    other_truth.add_rectangles(np.array([[[10.0, 10.0], [30.0, 24.0]]]))  # not saved: Retrain saves it
+
+    retrain.epochs.value = 1
+    retrain.device.value = "cpu"
+    retrain.runner.run_button.clicked.emit()
+    assert [b.cls for b in read_lesions(cohort.lesions_csv, classes)[second]] == ["consolidation"]  # on disk first
+    qtbot.waitUntil(lambda: retrain.result is not None or retrain.runner.status.value.startswith("error"),
+                    timeout=120_000)  # fmt: skip
+    assert retrain.result is not None, retrain.runner.status.value
+    qtbot.waitUntil(lambda: retrain.runner.worker is None, timeout=30_000)
+
+    result = retrain.result
+    assert (result.number, result.status, result.folder) == (1, "complete", tmp_path / "run" / "rounds" / "1")
+    assert result.checkpoint == round_paths(tmp_path / "run", 1)["train"] / "best.safetensors"
+    assert {i: (v["split"], v["weight"]) for i, v in result.images.items()} == {
+        first: ("train", 4),
+        second: ("train", 4),
+    }
+    assert result.images[second]["labels"]["consolidation"] == 1
+    view, _ = read_labels(result.folder / "cohort")
+    assert view["image"].tolist().count(f"{first}~copy4") == 1 and len(view) == 12 + 2 * 3
+    assert XrayRound.read(tmp_path / "run", 1) is not None
+    # before -> after shown; the new checkpoint offered to the next round and to Run inference
+    summary = retrain.summary.value
+    assert summary.startswith(f"round 1 done ({result.folder})") and "validation AUROC" in summary
+    assert f"{first} (train, x4): p(nodule) " in summary and f"{second} (train, x4): p(consolidation) " in summary
+    assert not retrain.table.native.isHidden() and retrain.table.shape == (2 * len(classes), 4)  # shown, filled
+    assert session_of(viewer).get("checkpoint") == result.checkpoint
+    assert retrain.checkpoint.value == result.checkpoint
+    assert [Path(p) for p in infer.checkpoints.value] == [result.checkpoint]
+    assert widget.corrected_images(cohort.root) == []  # the next round compares with this one's tables

@@ -9,6 +9,8 @@ it) for this widget and the inference widget. New boxes take the chosen class (t
 colour; napari's Features table widget changes a box's class, and the edges follow (:func:`watch_truth_layer`).
 Saving is :func:`~napari_patchdx.io.cohort.save_image_truth`: the box of every shape
 (:func:`~napari_patchdx.layerdata.cxr_truth.rectangle_box`), and the ticked classes plus every class with a box.
+"Retrain with corrections" below (:class:`~napari_patchdx._napari.cxr_retrain.XrayRetrainPanel`) fine-tunes the
+model on the corrected cohort: the images saved with a change since its last round are the corrected ones.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ from typing import Any
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, Label, PushButton
 from napari.utils.notifications import show_info
+from qtpy.QtCore import QTimer
 
 from ..errors import ConfigError
 from ..io.annotations.model import class_color
 from ..io.cohort import cohort_image, read_labels, save_image_truth
 from ..layerdata.cxr_truth import cxr_truth_layer, is_cxr_truth, layer_boxes
+from .cxr_retrain import XrayRetrainPanel
 from .panel import INPUT_ERRORS, Panel, StatusLine, layers_of_kind
 from .viewer import add_layers
 
@@ -43,10 +47,11 @@ def truth_layer_for(
     spacing: Any = None,
     shape: Any = None,
     name: str | None = None,
+    create: bool = True,
 ) -> Any:
     """The ground-truth boxes layer of the X-ray file ``path`` in ``viewer``: the one there, else a new one
     (:func:`~napari_patchdx.layerdata.cxr_truth.cxr_truth_layer`, ``spacing`` in mm and ``shape`` in pixels as the
-    X-ray layer's); None when the file belongs to no cohort.
+    X-ray layer's; with ``create`` False: None); None when the file belongs to no cohort.
 
     Raises:
         InputFileError: the cohort's ``labels.csv`` or ``lesions.csv`` is broken.
@@ -59,6 +64,8 @@ def truth_layer_for(
         meta = _meta(layer)
         if is_cxr_truth(meta) and meta.get("image_id") == image_id and Path(meta["cohort"]).resolve() == root:
             return layer
+    if not create:
+        return None
     data = cxr_truth_layer(root, image_id, spacing=spacing, shape=shape, name=name)
     (layer,) = add_layers(viewer, [data])
     watch_truth_layer(layer)
@@ -138,12 +145,26 @@ class XrayTruthWidget(Panel):
         self.present.tooltip = "the classes the X-ray shows (labels.csv); a class with a box is always present"
         self.save_button = PushButton(text="Save to the cohort (lesions.csv, labels.csv; keeps .bak)")
         self.status = StatusLine()
-        super().__init__(viewer, [self.xray, self.draw_class, self.present, self.save_button, self.status])
+        self.retrain_title = Label(value="Retrain with corrections")
+        self.retrain = XrayRetrainPanel(viewer, self)
+        super().__init__(
+            viewer,
+            [self.xray, self.draw_class, self.present, self.save_button, self.status, self.retrain_title, self.retrain],
+        )
         self.truth: Any = None
         self.cohort: tuple[Path, str] | None = None
+        #: cohort folder -> the images saved with a change since its last round (the round's corrected images)
+        self.saved: dict[Path, list[str]] = {}
         #: the "present" check box of each class of the chosen X-ray's cohort
         self.checks: dict[str, CheckBox] = {}
         self._ticking: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: layers are being inserted (an X-ray chosen then waits for the boxes layer its reader adds next)
+        self._inserting = False
+        #: the chosen X-ray while it waits for its boxes layer
+        self._pending: weakref.ref[Any] | None = None
+        self._pending_timer = QTimer(self.native)  # a child: never fires after the widget is gone
+        self._pending_timer.setSingleShot(True)
+        self._pending_timer.timeout.connect(self._create_pending)
         self.xray.changed.connect(self._xray_chosen)
         self.draw_class.changed.connect(self._class_chosen)
         self.save_button.changed.connect(self.save)
@@ -156,9 +177,23 @@ class XrayTruthWidget(Panel):
         return [layer.name for layer in layers_of_kind(self.viewer, "cxr")]
 
     def _refresh(self, _: Any = None) -> None:
-        self.xray.reset_choices()
+        """New choices when layers come and go. An X-ray chosen while its layers are being inserted takes the boxes
+        layer its reader inserts next (a second one is never made); when none comes, one is added after the
+        insertion (:meth:`_create_pending`)."""
+        self._inserting = True
+        try:
+            self.xray.reset_choices()
+        finally:
+            self._inserting = False
         if self.truth is not None and self.truth not in self.viewer.layers:
             self.truth = None
+        elif self.truth is None and self._pending is not None and self._chosen_xray() is self._pending():
+            self._choose(create=False)
+
+    def _create_pending(self) -> None:
+        """After the insertion: the chosen X-ray still without its boxes layer gets a new one."""
+        if self.truth is None and self._pending is not None and self._chosen_xray() is self._pending():
+            self._choose(create=True)
 
     def _chosen_xray(self) -> Any:
         name = self.xray.value
@@ -166,8 +201,11 @@ class XrayTruthWidget(Panel):
 
     def _xray_chosen(self, _: Any = None) -> None:
         """Find (or add) the chosen X-ray's boxes layer, offer its cohort's classes and tick its labels."""
+        self._choose(create=not self._inserting)
+
+    def _choose(self, create: bool) -> None:
         layer = self._chosen_xray()
-        self.truth, self.cohort, self.checks = None, None, {}
+        self.truth, self.cohort, self.checks, self._pending = None, None, {}, None
         self.present.clear()
         if layer is None:
             self.draw_class.choices = []
@@ -177,18 +215,23 @@ class XrayTruthWidget(Panel):
             path = meta.get("path")
             if not path:
                 raise ConfigError(f"{layer.name} was not opened from a file, so it belongs to no cohort")
-            spacing = meta.get("spacing")
-            truth = truth_layer_for(
-                self.viewer, path, spacing=spacing, shape=layer.data.shape[-2:], name=f"{layer.name} lesion boxes"
-            )
-            if truth is None:
+            found = cohort_image(path)
+            if found is None:
                 raise ConfigError(f"{path}: no cohort's labels.csv (in its folder or the one above) lists this X-ray")
-            self.cohort = cohort_image(path)
-            table, classes = read_labels(self.cohort[0])  # type: ignore[index]
+            spacing, name = meta.get("spacing"), f"{layer.name} lesion boxes"
+            truth = truth_layer_for(
+                self.viewer, path, spacing=spacing, shape=layer.data.shape[-2:], name=name, create=create
+            )
+            table, classes = read_labels(found[0])
         except INPUT_ERRORS as exc:
             self.draw_class.choices = []
             self.status.value = f"error: {str(exc).strip() or type(exc).__name__}"
             return
+        if truth is None:  # its layers are being inserted: the boxes layer comes next, or is made afterwards
+            self._pending = weakref.ref(layer)
+            self._pending_timer.start(0)
+            return
+        self.cohort = found
         self.truth = truth
         watch_truth_layer(truth)
         row = table[table["image"].astype(str).str.strip() == self.cohort[1]].iloc[0]
@@ -257,6 +300,10 @@ class XrayTruthWidget(Panel):
         except INPUT_ERRORS as exc:
             self.status.value = f"error: {str(exc).strip() or type(exc).__name__}"
             return None
+        if written:
+            done = self.saved.setdefault(root.resolve(), [])
+            if image_id not in done:
+                done.append(image_id)
         for cls in set(classes):
             self.checks[cls].value = True
         names = ", ".join(p.name for p in written) or "nothing changed"
@@ -265,3 +312,12 @@ class XrayTruthWidget(Panel):
         self._count(prefix=f"saved {image_id} to {root}: {names}{backups}{note}. ")
         show_info(f"napari-patchdx: saved the ground truth of {image_id}")
         return written
+
+    def corrected_images(self, root: str | Path) -> list[str]:
+        """The images of the cohort in ``root`` saved with a change since its last round (in saving order)."""
+        return list(self.saved.get(Path(root).resolve(), []))
+
+    def forget_corrected(self, root: str | Path, images: list[str]) -> None:
+        """Forget that ``images`` of the cohort in ``root`` were corrected (a round trained on them)."""
+        key = Path(root).resolve()
+        self.saved[key] = [i for i in self.saved.get(key, []) if i not in images]

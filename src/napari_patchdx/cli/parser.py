@@ -139,18 +139,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "retrain",
-        help="retrain a slide run with corrected ground truth: one numbered corrections round",
-        description="Fine-tune RUN_DIR's model (the latest finished round's, or the train stage's) with patches from "
-        "the corrected regions weighted up (normal regions drawn around false positives, new tumour regions), then "
-        "re-infer the corrected slides with the old and the new model and compare them: false positives per slide, "
-        "FROC and slide AUC where the ground truth allows, the heatmap difference. Writes RUN_DIR/rounds/<k>/; an "
-        "interrupted round resumes when the command is repeated with the same corrections.",
+        help="retrain a slide or X-ray run with the user's corrections: one numbered corrections round",
+        description="Fine-tune RUN_DIR's model (the latest finished round's, or the train stage's) on the user's "
+        "corrections and compare the old and the new model; writes RUN_DIR/rounds/<k>/, and an interrupted round "
+        "resumes when the command is repeated with the same corrections. Slide runs: patches from the corrected "
+        "regions weighted up (normal regions drawn around false positives, new tumour regions), then the corrected "
+        "slides re-inferred: false positives per slide, FROC and slide AUC where the ground truth allows, the heatmap "
+        "difference. X-ray runs: the corrections are the cohort's lesions.csv / labels.csv as edited in napari (or "
+        "with save_image_truth; each save keeps the previous file as .bak); the images whose labels or boxes changed "
+        "since the run (or the starting round) are weighted up in training on the run's splits: their class "
+        "probabilities and the validation AUROC per class before and after.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a slide run whose sample and train stages are done")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run whose sample and train stages are done")
     p.add_argument(
         "--truth",
-        required=True,
-        help="folder of the corrected ground truth: <slide>.xml or <slide>.geojson per corrected slide (level-0 px)",
+        default=None,
+        help="slide runs (required): folder of the corrected ground truth, <slide>.xml or <slide>.geojson per "
+        "corrected slide (level-0 px); X-ray runs: the corrected cohort folder (default: the run's cohort, corrected "
+        "in place)",
+    )
+    p.add_argument(
+        "--image",
+        dest="images",
+        action="append",
+        default=None,
+        metavar="ID",
+        help="X-ray runs: a corrected image (its id in labels.csv; repeat for several). Default: the images whose "
+        "labels or boxes differ from the run's (or the starting round's) tables; needed when a table was saved over "
+        "more than once since the run (its .bak no longer holds the run's version)",
     )
     p.add_argument(
         "--from-round",

@@ -278,9 +278,12 @@ def _change(values: dict, key: str, digits: int = 3) -> str:
 
 
 def retrain_command(args: argparse.Namespace) -> int:
-    """``retrain RUN_DIR --truth FOLDER``: one corrections round (fine-tune, re-infer the corrected slides, compare)."""
+    """``retrain RUN_DIR [--truth FOLDER]``: one corrections round (slides: fine-tune, re-infer the corrected slides,
+    compare; X-rays: fine-tune on the corrected cohort, compare the corrected images' probabilities and the validation
+    AUROC)."""
     from ..pipeline.retrain import retrain_job
     from ..training.retrain_settings import RetrainSettings
+    from ..training.xray_corrections import XrayRound
 
     settings = settings_from_args(RetrainSettings, args)
     job = retrain_job(
@@ -289,6 +292,7 @@ def retrain_command(args: argparse.Namespace) -> int:
         from_round=args.from_round,
         device=args.device,
         resume=args.resume,
+        images=args.images,
         **settings.job_options(),
     )
     result = drive(job, "retrain")
@@ -297,6 +301,9 @@ def retrain_command(args: argparse.Namespace) -> int:
         print("stopped: repeat the command with the same corrections to resume the round")
         return 0
     print(f"new checkpoint: {result.checkpoint}")
+    if isinstance(result, XrayRound):
+        _print_xray_round(result)
+        return 0
     print(f"{'slide':<24} {'false positives':>16} {'lesions found':>14} {'p in normal regions':>22}")
     for name, row in result.slides.items():
         print(
@@ -309,3 +316,19 @@ def retrain_command(args: argparse.Namespace) -> int:
         f"heatmap difference (after - before) in {result.paths['difference']}"
     )
     return 0
+
+
+def _print_xray_round(result: Any) -> None:
+    """The corrected images' class probabilities and the validation AUROC of an X-ray round, before -> after."""
+    print(f"{'image':<24} {'split':<6} {'weight':>6} {'class':<24} {'label':>5} {'probability':>16}")
+    for image, row in result.images.items():
+        for cls, label in (row.get("labels") or {}).items():
+            p = {when: {"p": (row.get(when) or {}).get(cls)} for when in ("before", "after")}
+            print(
+                f"{image:<24} {row.get('split', ''):<6} {row.get('weight', 1):>6} {cls:<24} {label:>5} "
+                f"{_change(p, 'p'):>16}"
+            )
+    auroc = (result.metrics or {}).get("val_auroc") or {}
+    classes = [c for c in (auroc.get("after") or auroc.get("before") or {}) if c != "mean"]
+    per_class = ", ".join(f"{c} {_change(auroc, c)}" for c in classes)
+    print(f"validation AUROC (mean) {_change(auroc, 'mean')}; per class: {per_class or '-'}")

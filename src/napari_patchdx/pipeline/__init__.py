@@ -11,7 +11,7 @@ One run is one track over one input folder, in one run directory::
       infer/           slides: <stem>.heatmap.ome.tif + .json; X-rays: <image>.cam.ome.tif + .json
       evaluate/        metrics.json, per-slide / per-image table, points/, plots, thumbnails, suspects.json
       report.html      the HTML report (its images in report_files/, the run's metrics in metrics.json)
-      rounds/<k>/      slides: retraining with corrections, one numbered round each (:func:`retrain`,
+      rounds/<k>/      retraining with corrections (slides and X-rays), one numbered round each (:func:`retrain`,
                        :func:`napari_patchdx.io.names.round_paths`)
 
 Tracks

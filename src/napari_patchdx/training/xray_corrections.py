@@ -24,7 +24,13 @@ rounds of :mod:`~napari_patchdx.training.corrections`):
   resume state), on the view;
 * ``cams_before/``, ``cams_after/``: CAMs of the corrected images by the starting and the fine-tuned checkpoint;
 * ``round.json``: round number, status, the checkpoint it started from and the new one, the corrected images with
-  their weight, split, labels and the class probabilities before and after, the settings, versions.
+  their weight, split, labels and the class probabilities before and after, ``metrics`` (the validation AUROC per
+  class and its mean of the starting and the fine-tuned checkpoint, as their training recorded them:
+  :func:`validation_auroc`), the settings, versions.
+
+A pipeline run's round (:func:`napari_patchdx.retrain`) gives the tables to compare with (``before``: the run's own,
+or the starting round's ``truth/``) and the run's splits. :meth:`XrayRound.read`, :func:`latest_xray_round` and
+:func:`xray_round_checkpoint` read finished rounds back.
 
 An interrupted round resumes when it is asked for again with the same cohort tables, images, checkpoint and
 settings. The splits of the view are, in order: ``splits`` given, else the previous round's view's, else those the
@@ -35,11 +41,12 @@ give ``splits`` to pin them).
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +96,11 @@ class XrayRound:
         checkpoint: the fine-tuned checkpoint (``train/best.safetensors``), or None when the round did not finish.
         images: corrected image id -> ``{"split", "weight", "labels", "before", "after"}`` (class probabilities by
             the starting and the fine-tuned checkpoint, once computed).
-        status: ``"complete"`` or ``"cancelled"``.
-        train: the fine-tuning's result.
+        status: ``"complete"`` or ``"cancelled"`` (``"running"`` when read back from an interrupted round).
+        train: the fine-tuning's result (None when read back from ``round.json``).
+        metrics: ``{"val_auroc": {"before": ..., "after": ...}}``: class -> validation AUROC (and ``"mean"``) of
+            the starting and the fine-tuned checkpoint (:func:`validation_auroc`; None where not recorded); empty
+            until the round completes.
     """
 
     number: int
@@ -99,7 +109,69 @@ class XrayRound:
     checkpoint: Path | None
     images: dict[str, dict[str, Any]]
     status: str
-    train: TrainResult | None = None
+    train: TrainResult | None = field(default=None, repr=False)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cancelled(self) -> bool:
+        """The round was stopped before it finished."""
+        return self.status != "complete"
+
+    @classmethod
+    def read(cls, run_dir: PathLike, number: int) -> XrayRound | None:
+        """X-ray round ``number`` of ``run_dir`` from its ``round.json`` (None when it has none, or a slide
+        round's)."""
+        paths = round_paths(run_dir, number)
+        record = read_json(paths["record"])
+        if record is None or record.get("kind") != XRAY_ROUND_KIND:
+            return None
+        new = record.get("checkpoint")
+        return cls(
+            number=number,
+            folder=paths["folder"],
+            start_checkpoint=Path(record["start_checkpoint"]),
+            checkpoint=None if new is None else Path(new),
+            images=dict(record.get("images") or {}),
+            status=str(record.get("status")),
+            metrics=dict(record.get("metrics") or {}),
+        )
+
+
+def latest_xray_round(run_dir: PathLike) -> int:
+    """The number of the latest complete X-ray round of ``run_dir`` (0 when none finished)."""
+    done = [k for k in round_numbers(run_dir) if (r := XrayRound.read(run_dir, k)) and r.status == "complete"]
+    return max(done, default=0)
+
+
+def xray_round_checkpoint(run_dir: PathLike, number: int) -> Path:
+    """The fine-tuned checkpoint of complete X-ray round ``number`` of ``run_dir`` (what a round started from it
+    fine-tunes).
+
+    Raises:
+        ConfigError: the round does not exist or did not finish.
+    """
+    found = XrayRound.read(run_dir, number)
+    if found is None or found.status != "complete" or found.checkpoint is None:
+        raise ConfigError(f"{round_paths(run_dir, number)['folder']} holds no finished X-ray corrections round")
+    return found.checkpoint
+
+
+def validation_auroc(checkpoint: PathLike) -> dict[str, float | None] | None:
+    """The validation AUROC per class (and ``"mean"``) of a checkpoint's weights, as its training recorded it: the
+    sidecar's metrics entry of the stage and epoch the weights were saved at. None (undefined: a class with one label
+    in the validation set) per class; None as a whole when the sidecar records no such entry.
+
+    Raises:
+        InputFileError: an unreadable checkpoint.
+    """
+    from ..models.checkpoint import read_checkpoint_meta
+
+    meta = read_checkpoint_meta(checkpoint)
+    for entry in reversed(meta.get("metrics") or []):
+        values = entry.get("val_auroc")
+        if entry.get("stage") == meta.get("stage") and entry.get("epoch") == meta.get("epoch") and values:
+            return {str(c): None if v is None or not math.isfinite(float(v)) else float(v) for c, v in values.items()}
+    return None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,6 +209,19 @@ def _copy_tables(files: Mapping[str, Path], folder: Path) -> None:
     for name, source in files.items():
         if source.is_file():
             atomic_write_bytes(folder / name, source.read_bytes(), mkdir=True)
+
+
+def changed_tables(now: Mapping[str, PathLike], before: Mapping[str, PathLike]) -> list[str]:
+    """:func:`changed_images` of two sets of cohort tables given as files: table name (``labels.csv``,
+    ``lesions.csv``) -> file, a missing file meaning no such table (e.g. ``{"labels.csv": cohort / "labels.csv.bak"}``).
+
+    Raises:
+        InputFileError: a table is broken, or ``labels.csv`` is missing.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        _copy_tables({k: Path(v) for k, v in now.items()}, Path(tmp) / "now")
+        _copy_tables({k: Path(v) for k, v in before.items()}, Path(tmp) / "before")
+        return changed_images(Path(tmp) / "now", Path(tmp) / "before")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -248,6 +333,7 @@ def xray_corrections_job(
     run_dir: PathLike,
     *,
     images: Sequence[str] | None = None,
+    before: Mapping[str, PathLike] | None = None,
     weight: int = 4,
     splits: Mapping[str, str] | None = None,
     number: int | None = None,
@@ -269,6 +355,9 @@ def xray_corrections_job(
         run_dir: the run folder that holds ``rounds/``.
         images: the corrected image ids (None: those that changed since the previous state, see the module
             docstring).
+        before: the tables the corrections are measured against, table name (``labels.csv``, ``lesions.csv``) ->
+            file; a table left out is the cohort's own (None: the previous round's ``truth/``, else the cohort's
+            ``.bak`` files).
         weight: how many times a corrected training image is listed in the view (>= 1; 1: not weighted up).
         splits: image id -> ``train`` / ``val`` / ``test`` (None: see the module docstring).
         number: the round number (None: the last round when it is unfinished with the same inputs and ``resume``,
@@ -298,6 +387,7 @@ def xray_corrections_job(
     tuned = RetrainSettings(epochs=epochs, steps_per_epoch=steps_per_epoch, lr=lr).train_config(base, start)
     read_labels(root)  # a broken cohort fails before any work
     tables = {name: root / name for name in (LABELS_NAME, LESIONS_NAME)}
+    given = None if before is None else {name: Path(before.get(name, tables[name])) for name in tables}
     key = {
         "start_checkpoint": sha256_file(start),
         "cohort": str(root.resolve()),
@@ -307,6 +397,8 @@ def xray_corrections_job(
         "splits": None if splits is None else dict(splits),
         "train": {k: v for k, v in tuned.to_dict().items() if k not in ("device", "num_workers", "progress_every")},
     }
+    if given is not None:  # only then: the rounds that compared with their defaults keep their keys
+        key["before"] = {name: sha256_file(p) if p.is_file() else None for name, p in given.items()}
     key = json_value(key, "round key")
     k = choose_round(run, key, resume, number)
     paths = round_paths(run, k)
@@ -315,19 +407,17 @@ def xray_corrections_job(
     view = folder / "cohort"
     if record.get("status") is None or not (view / LABELS_NAME).is_file():
         yield Progress(0, 1000, f"round {k}: recording the cohort's tables")
-        before = _before_tables(run, root, k)
-        with tempfile.TemporaryDirectory() as tmp:  # checked before anything is written into the round folder
-            _copy_tables(tables, Path(tmp) / "truth")
-            if images is not None:
-                corrected = [str(i).strip() for i in images]
-            elif before is None:
-                raise ConfigError(
-                    f"round {k}: no earlier state of {root} to compare with (no earlier round and no labels.csv.bak / "
-                    "lesions.csv.bak): give the corrected image ids (images=...)"
-                )
-            else:
-                _copy_tables(before, Path(tmp) / "before")
-                corrected = changed_images(Path(tmp) / "truth", Path(tmp) / "before")
+        previous = given if given is not None else _before_tables(run, root, k)
+        # checked before anything is written into the round folder
+        if images is not None:
+            corrected = [str(i).strip() for i in images]
+        elif previous is None:
+            raise ConfigError(
+                f"round {k}: no earlier state of {root} to compare with (no earlier round and no labels.csv.bak / "
+                "lesions.csv.bak): give the corrected image ids (images=...)"
+            )
+        else:
+            corrected = changed_tables(tables, previous)
         if not corrected:
             raise ConfigError(
                 f"round {k}: no image's labels or boxes changed in {root} since the previous state: there is no "
@@ -344,8 +434,8 @@ def xray_corrections_job(
             raise ConfigError(f"round {k}: {root / LABELS_NAME} lists no image {unknown[0]!r}")
         split_of = dict(zip(table["image"], table["split"], strict=True))
         _copy_tables(tables, folder / "truth")
-        if before is not None:
-            _copy_tables(before, folder / "before")
+        if previous is not None:
+            _copy_tables(previous, folder / "before")
         weights = {i: weight if split_of[i] == "train" else 1 for i in corrected}
         write_weighted_view(root, view, table, inputs.classes, weights)
         labels = {str(r["image"]): {c: int(r[c]) for c in inputs.classes} for r in table.to_dict("records")}
@@ -379,8 +469,10 @@ def xray_corrections_job(
         record.update(status=status, checkpoint=None if new is None else str(new))
         if status == "complete":
             record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            after = None if new is None else validation_auroc(new)
+            record["metrics"] = {"val_auroc": {"before": validation_auroc(start), "after": after}}
         write_json(paths["record"], record)
-        return XrayRound(k, folder, start, new, record["images"], status, train)
+        return XrayRound(k, folder, start, new, record["images"], status, train, dict(record.get("metrics") or {}))
 
     if train.cancelled or train.best is None:
         return finish("cancelled", train.best)
