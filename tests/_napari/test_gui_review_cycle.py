@@ -96,7 +96,9 @@ def test_review_correct_retrain_in_the_widgets(make_napari_viewer, qtbot, cohort
     assert [r.label for r in saved.regions].count("normal") == 2
     assert (cohort / f"{shown}.xml.bak").is_file()
     # the missed lesion, drawn into the ground-truth layer as tumour (napari's polygon tool adds it like this)
-    truth_layer.add_polygons([missed.exterior])
+    truth_layer.add_polygons([missed.exterior])  # saved at once, like a decision
+    drawn = read_annotations(cohort / f"{shown}.xml")
+    assert len(drawn.positives) == len(saved.positives) + 1 and len(drawn.normals) == 2
     new = truth_layer.features.iloc[-1]
     assert (new["label"], new["name"], new["group"], new["region"]) == ("tumor", "", "", -1)  # a new tumour region
 

@@ -76,6 +76,8 @@ class ReviewPanel(Container):
         self.current = -1
         #: slide name -> its ground truth when the evaluation was shown (None: none)
         self.before: dict[str, Any] = {}
+        self._saving: set[int] = set()  # ground-truth layers saved after every edit
+        self._writing = False  # a decision is adding its region (it saves once, itself)
         #: slide name -> (slide layer, ground-truth layer or None, heatmap cell side in level-0 px, mpp)
         self.slides: dict[str, tuple[Any, Any, float, float | None]] = {}
         self.order.changed.connect(self._reorder)
@@ -104,6 +106,8 @@ class ReviewPanel(Container):
         for name, (_, truth_layer, _, _) in self.slides.items():
             truths[name] = None if truth_layer is None else layer_annotations(truth_layer, self.viewer)
         self.before = dict(truths)  # what the model was evaluated against: corrections are measured from here
+        for _, truth_layer, _, _ in self.slides.values():
+            self._autosave(truth_layer)
         points = {n: p for n, p in result.points.items() if n in self.slides}
         outcomes = {n: result.outcomes[n] for n in points}
         self.items = review_items(points, outcomes, truths)
@@ -132,6 +136,7 @@ class ReviewPanel(Container):
             self.slides[name] = (slide, truth, float(grid.spacing[0]), slide.metadata["patchdx"].get("mpp") or grid.mpp)
             if name not in self.before:  # corrections are measured from the ground truth shown now
                 self.before[name] = None if truth is None else layer_annotations(truth, self.viewer)
+            self._autosave(truth)
             heatmaps[name] = data
             uncertainty = uncertainty_map(data)
             self._show_uncertainty(name, uncertainty, layer)
@@ -257,6 +262,32 @@ class ReviewPanel(Container):
         self.status.value = f"{done}{saved}. Now {self.status.value}"
         return written
 
+    def _autosave(self, layer: Any) -> None:
+        """Save a reviewed slide's ground-truth layer to its file whenever shapes are added, removed or moved in it
+        (a lesion drawn by hand is a correction too), so no correction is lost when napari closes."""
+        if layer is None or id(layer) in self._saving:
+            return
+        self._saving.add(id(layer))
+        layer.events.data.connect(self._saved_after_edit)
+
+    def _saved_after_edit(self, event: Any) -> None:
+        action = getattr(event, "action", None)
+        if str(getattr(action, "value", action)) not in ("added", "removed", "changed"):
+            return
+        layer = getattr(event, "source", None)
+        entry = next(((s, t) for s, t, _, _ in self.slides.values() if t is layer), None)
+        if entry is None or self._writing:
+            return
+        slide, truth = entry
+        try:
+            path, _ = save_truth(truth, self.viewer, truth_file(truth, slide))
+        except INPUT_ERRORS as exc:  # e.g. the last shape deleted: nothing to save
+            self.status.value = f"not saved: {str(exc).strip()}"
+            return
+        meta = {**patchdx_meta(truth), "source": str(path)}
+        truth.metadata = {**truth.metadata, "patchdx": meta}
+        self.status.value = f"{truth.name}: saved to {path}"
+
     def _correct(self, slide_name: str, region: Any) -> Path:
         """Add ``region`` to the slide's ground-truth layer (a new one framed like the slide when it has none) and
         save the layer at once."""
@@ -264,6 +295,7 @@ class ReviewPanel(Container):
         if layer is None:
             layer = new_truth_layer(self.viewer, slide)
             self.slides[slide_name] = (slide, layer, cell, mpp)
+            self._autosave(layer)
         if patchdx_meta(layer).get("frame") != "level0":
             raise ConfigError(
                 f"layer {layer.name!r} is not a ground-truth layer opened or made by napari-patchdx; add the "
@@ -274,7 +306,11 @@ class ReviewPanel(Container):
         data, features = to_layer_data(AnnotationSet([region]))
         features["region"] = [-1] * len(data)  # a new region, never a hole of an existing one
         before = len(layer.data)
-        layer.add_polygons(data)
+        self._writing = True
+        try:
+            layer.add_polygons(data)
+        finally:
+            self._writing = False
         frame = layer.features.copy()
         for key, values in features.items():
             if key in frame.columns:
