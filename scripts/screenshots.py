@@ -19,7 +19,8 @@ sample data, your own slide) skip it. A shot whose widget is not importable
 broken widget never leaves a stale picture behind silently. A previous picture of a skipped or failed shot is
 left in place.
 
-The shots, in order (the helpers are in ``_screens.py``, the slide tutorial's shots in ``_screens_own_slide.py``):
+The shots, in order (the helpers are in ``_screens.py``, the slide tutorial's shots in ``_screens_own_slide.py``, the
+review tutorial's in ``_screens_review.py``):
 
 =========================  =====================================================================================
 ``slide_ground_truth``     a tumour slide opened with its ASAP XML ground truth beside it
@@ -30,6 +31,10 @@ The shots, in order (the helpers are in ``_screens.py``, the slide tutorial's sh
                            ``ground_truth_widget`` (a tumour and a normal region drawn on an unannotated slide),
                            ``own_slide_sample``, ``own_slide_train`` (a tiny run on the drawn layer),
                            ``own_slide_infer`` (the checkpoint Train handed over) and ``own_slide_evaluate``
+``review_cycle``           the review tutorial's cycle on a small synthetic cohort, one viewer, four pictures:
+                           ``review_false_positive`` (the review on a false positive), ``review_rejected`` (the
+                           normal disc a rejection adds), ``review_uncertainty`` (where to look) and
+                           ``retrain_difference`` (a corrections round: before / after and the heatmap difference)
 =========================  =====================================================================================
 """
 
@@ -63,6 +68,7 @@ from _screens import (  # the shared helpers
     slide_rows,
 )
 from _screens_own_slide import shot_own_slide
+from _screens_review import shot_review_cycle
 
 
 def shot_slide_ground_truth(ctx: Context) -> None:
@@ -155,6 +161,7 @@ SHOTS: dict[str, tuple[Callable[[Context], None], bool]] = {
     "cxr_cam": (shot_cxr_cam, True),
     "pipeline_widget": (shot_pipeline_widget, True),
     "own_slide": (shot_own_slide, False),
+    "review_cycle": (shot_review_cycle, False),
 }
 
 

@@ -29,6 +29,7 @@ KEY_PAGES = (
     "index.html",
     "installation/index.html",
     "tutorials/slides/index.html",
+    "tutorials/review/index.html",
     "tutorials/headless/index.html",
     "tutorials/cxr/index.html",
     "napari/index.html",
@@ -129,7 +130,12 @@ def test_api_reference_documents_the_modules(site: Path) -> None:
 
 
 def test_tutorial_images_are_built(site: Path) -> None:
-    for page in ("tutorials/slides/index.html", "tutorials/cxr/index.html", "index.html"):
+    for page in (
+        "tutorials/slides/index.html",
+        "tutorials/review/index.html",
+        "tutorials/cxr/index.html",
+        "index.html",
+    ):
         for src in re.findall(r'<img[^>]+src="([^"]+)"', (site / page).read_text(encoding="utf-8")):
             assert (site / page).parent.joinpath(src).resolve().is_file(), f"{page}: image {src} not in the site"
 
