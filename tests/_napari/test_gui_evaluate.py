@@ -171,6 +171,14 @@ def test_review_steps_through_points_and_saves_corrections_at_once(make_napari_v
     centre = level0_to_world([1344.0, 576.0], SLIDE_MPP)  # normal_b's cell (10, 4)
     np.testing.assert_allclose(viewer.scene.camera.center[-2:], centre)
     assert set(KEYS) == {".", ",", "Shift-A", "Shift-R"}
+    marker = viewer.layers["review: current"]  # the item under review is ringed in the canvas
+    np.testing.assert_allclose(marker.data_to_world(marker.data[0])[-2:], centre)
+    assert "review: current" not in widget.points.choices  # not a layer of lesion points to evaluate
+    review.table.native.cellClicked.emit(3, 0)  # a click on a row goes there
+    assert review.current == 3
+    np.testing.assert_allclose(viewer.scene.camera.center[-2:], level0_to_world([1856.0, 320.0], SLIDE_MPP))
+    np.testing.assert_allclose(marker.data[0], [1856.0, 320.0])
+    review.go(0)
 
     written = review.decide(REJECT)  # normal_b's false positive: a normal disc of two 128 px cells
     assert written == normal_b.with_suffix(".xml") and written.is_file()

@@ -144,7 +144,7 @@ class EvaluateWidget(Panel):
             layer.name
             for layer in self.viewer.layers
             if isinstance(layer, napari.layers.Points)
-            and layer.metadata.get("patchdx", {}).get("kind") != "outcome_points"
+            and layer.metadata.get("patchdx", {}).get("kind") not in ("outcome_points", "review_marker")
         ]
 
     def _refresh(self, _: Any = None) -> None:

@@ -30,6 +30,9 @@ from ..layerdata.shapes import to_layer_data
 from .panel import INPUT_ERRORS, StatusLine, show_table_rows
 from .truth import new_truth_layer, patchdx_meta, recolor, save_truth, truth_file
 
+#: the name of the layer that rings the item under review
+MARKER = "review: current"
+
 #: keyboard shortcuts of the review (napari key names) -> what they do
 KEYS = {".": "next", ",": "previous", "Shift-A": "accept", "Shift-R": "reject"}
 
@@ -82,6 +85,7 @@ class ReviewPanel(Container):
         self.slides: dict[str, tuple[Any, Any, float, float | None]] = {}
         self.order.changed.connect(self._reorder)
         self.suggest_button.changed.connect(self.suggest)
+        self.table.native.cellClicked.connect(lambda row, _column: self.go(row))  # a click on a row goes there
         self.previous_button.changed.connect(lambda: self.step(-1))
         self.next_button.changed.connect(lambda: self.step(1))
         self.accept_button.changed.connect(lambda: self.decide(ACCEPT))
@@ -227,11 +231,39 @@ class ReviewPanel(Container):
         camera.center = (float(centre[0]), float(centre[1]))
         span = 12.0 * max(self._radius_px(item), item.size / 2.0) * (mpp or 1.0)  # world units across the view
         camera.zoom = 600.0 / span
+        self._mark(item, mpp)
         self.table.native.selectRow(index)
         where = f"{index + 1} of {len(self.shown)}: {item.slide}"
         what = OUTCOME_NAMES.get(item.outcome, item.outcome)
         prob = "" if math.isnan(item.probability) else f", p = {item.probability:.3f}"
         self.status.value = f"{where}, {what}{prob}" + (f" ({item.decision})" if item.decision else "")
+
+    def _mark(self, item: ReviewItem, mpp: float | None) -> None:
+        """Ring the current item in the canvas: the ``"review: current"`` Points layer (a yellow circle as wide as
+        the correction disc), made on first use and moved after."""
+        from ..geometry import vector_transform
+
+        size = 2.0 * max(self._radius_px(item), item.size / 2.0)
+        data = np.asarray(item.yx, dtype=np.float64).reshape(1, 2)
+        if MARKER in self.viewer.layers:
+            marker = self.viewer.layers[MARKER]
+            marker.data = data
+            marker.size = size
+            marker.scale, marker.translate = vector_transform(mpp)["scale"], vector_transform(mpp)["translate"]
+            return
+        kwargs = {
+            "name": MARKER,
+            "size": size,
+            "face_color": "transparent",
+            "border_color": "#ffd60a",
+            "border_width": 0.08,
+            "border_width_is_relative": True,
+            "metadata": {"patchdx": {"kind": "review_marker", "frame": "level0", "mpp": mpp}},
+            **vector_transform(mpp),
+        }
+        from .viewer import add_layers
+
+        add_layers(self.viewer, [(data, kwargs, "points")])
 
     def _radius_px(self, item: ReviewItem) -> float:
         """The correction radius in level-0 pixels (the field in um, or two heatmap cells)."""
