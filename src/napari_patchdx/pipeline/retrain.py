@@ -60,6 +60,7 @@ from ..io.names import ANNOTATION_SUFFIXES, annotation_candidates, file_name, ro
 from ..progress import Job, Progress, run_job
 from ..training.corrections import (
     CorrectionRound,
+    RoundReader,
     SlideCorrection,
     Truth,
     corrections_round_job,
@@ -70,9 +71,7 @@ from ..training.retrain_settings import RetrainSettings
 from ..training.xray_corrections import (
     XrayRound,
     changed_tables,
-    latest_xray_round,
     xray_corrections_job,
-    xray_round_checkpoint,
 )
 from .config import RunConfig
 from .manifest import MANIFEST_NAME, read_manifest
@@ -181,9 +180,10 @@ def _lineage(run: Path, start: int) -> list[int]:
     return chain
 
 
-def _start(run: Path, from_round: int | None, latest: Callable[[Path], int]) -> int:
-    """The round to start from: ``from_round``, else the latest finished one (``latest``); 0: the train stage."""
-    start = latest(run) if from_round is None else from_round
+def _start(run: Path, from_round: int | None, read: RoundReader) -> int:
+    """The round to start from: ``from_round``, else the latest finished one of the kind ``read`` reads; 0: the
+    train stage."""
+    start = latest_round(run, read) if from_round is None else from_round
     if isinstance(start, bool) or not isinstance(start, int) or start < 0:
         raise ConfigError(f"from_round must be a round number >= 0 (0: the train stage's checkpoint), got {start!r}")
     return start
@@ -252,7 +252,7 @@ def retrain_job(
     given = _given(truth, slides)
     if not given:
         raise ConfigError(f"{truth}: holds no ground truth of the run's slides ({', '.join(sorted(slides)[:5])} ...)")
-    start = _start(run, from_round, latest_round)
+    start = _start(run, from_round, CorrectionRound.read)
     checkpoint = _stage_checkpoint(run, config) if start == 0 else round_checkpoint(run, start)
     lineage = _lineage(run, start)
 
@@ -322,7 +322,7 @@ def _xray_round_job(
         raise InputFileError(
             cohort / LABELS_NAME, "no such file: an X-ray run's corrections are a cohort folder (labels.csv, images)"
         )
-    start = _start(run, from_round, latest_xray_round)
+    start = _start(run, from_round, XrayRound.read)
     before: dict[str, Path] | None
     if start == 0:
         checkpoint = _stage_checkpoint(run, config)
@@ -338,7 +338,7 @@ def _xray_round_job(
             before = None  # the images are named: the round records the backups as its "before"
         since = "the run"
     else:
-        checkpoint = xray_round_checkpoint(run, start)
+        checkpoint = round_checkpoint(run, start, XrayRound.read)
         before = {name: round_paths(run, start)["folder"] / "truth" / name for name in COHORT_TABLES}
         since = f"round {start}"
     if images is not None and not images:

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from .._fsutil import sha256_file
-from ..errors import ConfigError
+from ..errors import ConfigError, InputFileError
 from ..evaluation.settings import EvaluateSettings
 from ..geometry import Grid
 from ..inference.heatmap_files import HEATMAP_VERSION, read_json, write_heatmap
@@ -64,7 +64,7 @@ from ..sampling.tables import read_patch_table
 from ..versions import package_versions
 from .config import DEFAULT_PATCH_SIZE, TrainConfig
 from .inputs import TrainData
-from .job import train_job
+from .job import TRAIN_MANIFEST_NAME, train_job
 from .loop import TrainResult
 from .retrain_settings import RetrainSettings
 
@@ -75,6 +75,9 @@ None (a normal slide)."""
 ValData = pd.DataFrame | PathLike | Sequence[tuple[PathLike, Truth]]
 """Validation data: a patch table (DataFrame or ``.csv`` / ``.parquet``; its ``val`` rows) or ``(slide, truth)``
 pairs from which ``config.val_patches`` balanced patches are drawn once."""
+RoundReader = Callable[[PathLike, int], Any]
+"""Reads round k of a run folder (``CorrectionRound.read``, ``XrayRound.read``): an object with ``status`` and
+``checkpoint``, or None when the round is not of its kind."""
 ROUND_KIND = "napari-patchdx corrections round"
 """The ``kind`` of a ``round.json``."""
 _RING_TOLERANCE = 1e-6  # level-0 px: two exteriors closer than this at every vertex are the same region
@@ -289,23 +292,45 @@ class CorrectionRound:
         )
 
 
-def round_checkpoint(run_dir: PathLike, number: int) -> Path:
+def round_checkpoint(run_dir: PathLike, number: int, read: RoundReader | None = None) -> Path:
     """The fine-tuned checkpoint of complete round ``number`` of ``run_dir``: what the next round starts from, and
-    what going back to that round means (start a round from it, or infer with it).
+    what going back to that round means (start a round from it, or infer with it). ``read`` reads a round of one
+    kind (default :meth:`CorrectionRound.read`, slides; ``XrayRound.read`` for X-rays).
 
     Raises:
         ConfigError: the round does not exist or did not finish.
     """
-    found = CorrectionRound.read(run_dir, number)
+    found = (read or CorrectionRound.read)(run_dir, number)
     if found is None or found.status != "complete" or found.checkpoint is None:
         raise ConfigError(f"{round_paths(run_dir, number)['folder']} holds no finished corrections round")
-    return found.checkpoint
+    return Path(found.checkpoint)
 
 
-def latest_round(run_dir: PathLike) -> int:
-    """The number of the latest complete round of ``run_dir`` (0 when none finished)."""
-    done = [k for k in round_numbers(run_dir) if (r := CorrectionRound.read(run_dir, k)) and r.status == "complete"]
+def latest_round(run_dir: PathLike, read: RoundReader | None = None) -> int:
+    """The number of the latest complete round of ``run_dir`` of the kind ``read`` reads (see
+    :func:`round_checkpoint`); 0 when none finished."""
+    reader = read or CorrectionRound.read
+    done = [k for k in round_numbers(run_dir) if (r := reader(run_dir, k)) and r.status == "complete"]
     return max(done, default=0)
+
+
+def recorded_slides(run_dir: PathLike) -> tuple[list[tuple[str, Truth]], list[tuple[str, Truth]]]:
+    """A training run's (training, validation) slides with their ground truth, as its ``train_manifest.json``
+    records them (the folder :func:`~napari_patchdx.training.job.train_job` wrote): a round on that run trains on
+    the former (a corrected slide's truth replacing its entry) and validates on the latter.
+
+    Raises:
+        InputFileError: no manifest in ``run_dir``, or it records no validation slide.
+    """
+    manifest = Path(run_dir) / TRAIN_MANIFEST_NAME
+    if not manifest.is_file():
+        raise InputFileError(manifest, "no such file: choose the folder the training wrote as the training run folder")
+    slides = (read_json(manifest) or {}).get("data", {}).get("slides") or []
+    train = [(s["slide"], s.get("annotations")) for s in slides if s.get("split") == "train"]
+    val = [(s["slide"], s.get("annotations")) for s in slides if s.get("split") == "val"]
+    if not val:
+        raise InputFileError(manifest, "records no validation slide: the round needs the run's validation slides")
+    return train, val
 
 
 def choose_round(run: Path, key: dict[str, Any], resume: bool, number: int | None = None) -> int:

@@ -29,8 +29,9 @@ rounds of :mod:`~napari_patchdx.training.corrections`):
   :func:`validation_auroc`), the settings, versions.
 
 A pipeline run's round (:func:`napari_patchdx.retrain`) gives the tables to compare with (``before``: the run's own,
-or the starting round's ``truth/``) and the run's splits. :meth:`XrayRound.read`, :func:`latest_xray_round` and
-:func:`xray_round_checkpoint` read finished rounds back.
+or the starting round's ``truth/``) and the run's splits. :meth:`XrayRound.read` reads a round back; with
+it, :func:`~napari_patchdx.training.corrections.latest_round` and
+:func:`~napari_patchdx.training.corrections.round_checkpoint` find the finished ones.
 
 An interrupted round resumes when it is asked for again with the same cohort tables, images, checkpoint and
 settings. The splits of the view are, in order: ``splits`` given, else the previous round's view's, else those the
@@ -135,25 +136,6 @@ class XrayRound:
             status=str(record.get("status")),
             metrics=dict(record.get("metrics") or {}),
         )
-
-
-def latest_xray_round(run_dir: PathLike) -> int:
-    """The number of the latest complete X-ray round of ``run_dir`` (0 when none finished)."""
-    done = [k for k in round_numbers(run_dir) if (r := XrayRound.read(run_dir, k)) and r.status == "complete"]
-    return max(done, default=0)
-
-
-def xray_round_checkpoint(run_dir: PathLike, number: int) -> Path:
-    """The fine-tuned checkpoint of complete X-ray round ``number`` of ``run_dir`` (what a round started from it
-    fine-tunes).
-
-    Raises:
-        ConfigError: the round does not exist or did not finish.
-    """
-    found = XrayRound.read(run_dir, number)
-    if found is None or found.status != "complete" or found.checkpoint is None:
-        raise ConfigError(f"{round_paths(run_dir, number)['folder']} holds no finished X-ray corrections round")
-    return found.checkpoint
 
 
 def validation_auroc(checkpoint: PathLike) -> dict[str, float | None] | None:
