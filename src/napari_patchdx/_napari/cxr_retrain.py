@@ -24,9 +24,9 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Table
 from ..errors import ConfigError
 from ..training.retrain_settings import RetrainSettings
 from .controls import control_value, setting_control
-from .panel import INPUT_ERRORS, JobRunner, StatusLine, show_table_rows
+from .panel import JobRunner, StatusLine, show_table_rows
 from .retrain import FINE_TUNE_LR
-from .session import session_of
+from .session import offer_files, session_of
 
 __all__ = ["XrayRetrainPanel", "round_summary"]
 
@@ -112,26 +112,12 @@ class XrayRetrainPanel(Container):
         #: the cohort and the corrected images the running round was given
         self._round_inputs: tuple[Path, list[str]] = (Path(), [])
         self.runner.run_button.changed.connect(self.run)
-        self.session.changed.connect(self._take_from_session)
-        for key in ("checkpoint", "run_dir"):
-            if self.session.get(key) is not None:
-                self._take_from_session(key, self.session.get(key))
-
-    def _take_from_session(self, key: str, value: Any) -> None:
-        if key == "checkpoint":
-            self.checkpoint.value = Path(value)
-        elif key == "run_dir":
-            self.run_dir.value = Path(value)
+        offer_files(self.session, {"checkpoint": (self.checkpoint, Path), "run_dir": (self.run_dir, Path)})
 
     def run(self) -> None:
         """Save the chosen X-ray's ground truth, then start a corrections round in a worker; input errors go to the
         status line."""
-        if self.runner.worker is not None:
-            return
-        try:
-            self._start()
-        except INPUT_ERRORS as exc:
-            self.runner.fail(exc)
+        self.runner.attempt(self._start)
 
     def _start(self) -> None:
         from ..devices import resolve_device

@@ -42,7 +42,7 @@ from ..io.annotations.read import read_annotations
 from ..io.names import file_name
 from ..layerdata.evaluation import grid_from_layer, outcome_points_layer, points_from_layer
 from .controls import setting_control
-from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
+from .panel import JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
 from .retrain import RetrainPanel
 from .review import ReviewPanel
 from .slide_inputs import choose_new, slide_mpp_control
@@ -227,12 +227,7 @@ class EvaluateWidget(Panel):
     # ------------------------------------------------------------------------------------------ run
     def run(self) -> None:
         """Start the evaluation of the chosen source in a worker; input errors go to the status line."""
-        if self.runner.worker is not None:
-            return
-        try:
-            self._start()
-        except INPUT_ERRORS as exc:
-            self.runner.fail(exc)
+        self.runner.attempt(self._start)
 
     def _start(self) -> None:
         source = str(self.source.value)

@@ -44,7 +44,7 @@ from ..progress import ItemReport, Progress
 from .controls import control_value, setting_control
 from .cxr_truth_widget import truth_layer_for
 from .panel import INPUT_ERRORS, JobRunner, Panel, StatusLine, layers_of_kind, show_table_rows
-from .session import session_of
+from .session import offer_files, session_of
 from .slide_inputs import SlideInputs
 from .viewer import add_layers
 
@@ -194,11 +194,11 @@ class InferenceWidget(Panel):
         viewer.layers.events.inserted.connect(self._refresh_choices)
         viewer.layers.events.removed.connect(self._refresh_choices)
         self.session = session_of(viewer)
-        self._offered: dict[str, Any] = {}
-        self.session.changed.connect(self._take_from_session)
-        for key in ("checkpoint", "run_dir"):
-            if self.session.get(key) is not None:
-                self._take_from_session(key, self.session.get(key))
+        # the checkpoint Train (or a corrections round) just wrote, and an output folder in its run folder
+        offer_files(
+            self.session,
+            {"checkpoint": (self.checkpoints, Path), "run_dir": (self.out_dir, lambda run: run / "heatmaps")},
+        )
 
     # -- inputs ------------------------------------------------------------------------------------------------
     def _xray_names(self, _: Any = None) -> list[str]:
@@ -206,21 +206,6 @@ class InferenceWidget(Panel):
 
     def _refresh_choices(self, _: Any = None) -> None:
         self.xrays.reset_choices()
-
-    def _take_from_session(self, key: str, value: Any) -> None:
-        """Offer the checkpoint Train just wrote (and an output folder in its run folder) unless the user chose
-        other files: a field is filled when empty or still holding what was offered before."""
-        if key == "checkpoint":
-            current = [str(p) for p in (self.checkpoints.value or ()) if str(p) not in ("", ".")]
-            if not current or current == [str(self._offered.get(key))]:
-                self.checkpoints.value = [Path(value)]
-                self._offered[key] = Path(value)
-        elif key == "run_dir":
-            folder = Path(value) / "heatmaps"
-            current = self._path_value(self.out_dir)
-            if current is None or current == self._offered.get(key):
-                self.out_dir.value = folder
-                self._offered[key] = folder
 
     @staticmethod
     def _path_value(widget: FileEdit) -> Path | None:

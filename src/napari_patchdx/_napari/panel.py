@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import numbers
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import napari
@@ -157,6 +157,16 @@ class JobRunner(Container):
         self._inputs: list[Any] = []
         self._viewer: Any = None
         self.stop_button.changed.connect(self.stop)
+
+    def attempt(self, start: Callable[[], None]) -> None:
+        """Run ``start`` (which checks the inputs and calls :meth:`start`) unless a job is running; an input error
+        (:data:`INPUT_ERRORS`) goes to the status line and a notification instead of raising."""
+        if self.worker is not None:
+            return
+        try:
+            start()
+        except INPUT_ERRORS as exc:
+            self.fail(exc)
 
     def fail(self, error: BaseException | str) -> None:
         """Report an error: ``"error: <message>"`` in the status line and a napari notification with the message."""

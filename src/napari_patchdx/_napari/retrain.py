@@ -14,19 +14,18 @@ widget shows false positives per slide, FROC and slide AUC before and after, add
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import napari
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox
 
-from ..errors import ConfigError, InputFileError
+from ..errors import ConfigError
 from ..training.retrain_settings import RetrainSettings
 from .controls import control_value, setting_control
-from .panel import INPUT_ERRORS, JobRunner, StatusLine
+from .panel import JobRunner, StatusLine
 from .review import ReviewPanel
-from .session import session_of
+from .session import offer_files, session_of
 from .viewer import add_layers
 
 #: the widget's default fine-tuning learning rate (RetrainSettings' default, None, keeps the training's)
@@ -93,46 +92,15 @@ class RetrainPanel(Container):
         #: the last round (a CorrectionRound)
         self.result: Any = None
         self.runner.run_button.changed.connect(self.run)
-        self.session.changed.connect(self._take_from_session)
-        for key in ("checkpoint", "run_dir"):
-            if self.session.get(key) is not None:
-                self._take_from_session(key, self.session.get(key))
-
-    def _take_from_session(self, key: str, value: Any) -> None:
-        if key == "checkpoint":
-            self.checkpoint.value = Path(value)
-        elif key == "run_dir":
-            self.run_dir.value = Path(value)
+        offer_files(self.session, {"checkpoint": (self.checkpoint, Path), "run_dir": (self.run_dir, Path)})
 
     def run(self) -> None:
         """Start a corrections round in a worker; input errors go to the status line."""
-        if self.runner.worker is not None:
-            return
-        try:
-            self._start()
-        except INPUT_ERRORS as exc:
-            self.runner.fail(exc)
-
-    def _recorded_slides(self, run: Path) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
-        """The training run's (training, validation) slides with their ground truth, from its
-        ``train_manifest.json``: the round trains on the former (the corrected slides' truth replaces theirs) and
-        validates on the latter."""
-        from ..training.job import TRAIN_MANIFEST_NAME
-
-        manifest = run / TRAIN_MANIFEST_NAME
-        if not manifest.is_file():
-            raise InputFileError(manifest, "no such file: choose the folder Train wrote as the training run folder")
-        data = json.loads(manifest.read_text(encoding="utf-8")).get("data") or {}
-        slides = data.get("slides") or []
-        train = [(s["slide"], s.get("annotations")) for s in slides if s.get("split") == "train"]
-        val = [(s["slide"], s.get("annotations")) for s in slides if s.get("split") == "val"]
-        if not val:
-            raise InputFileError(manifest, "records no validation slide: the round needs the run's validation slides")
-        return train, val
+        self.runner.attempt(self._start)
 
     def _start(self) -> None:
         from ..devices import resolve_device
-        from ..training.corrections import corrections_round_job
+        from ..training.corrections import corrections_round_job, recorded_slides
 
         checkpoint, run = _path(self.checkpoint), _path(self.run_dir)
         if checkpoint is None or run is None:
@@ -143,7 +111,7 @@ class RetrainPanel(Container):
                 "no correction yet: reject or accept false positives in the review, or draw missed lesions into the "
                 "ground-truth layers, then retrain"
             )
-        train, val = self._recorded_slides(run)
+        train, val = recorded_slides(run)
         corrections = self._save_corrected(corrections)
         settings = RetrainSettings(
             fraction=float(self.fraction.value),

@@ -1,11 +1,13 @@
 """What the dock widgets of one viewer share: the last trained checkpoint and its run folder, and the slides'
-microns per pixel typed by the user. Train sets the checkpoint; Run inference picks it up (and its output folder
-beside it), so Sample -> Train -> Infer -> Evaluate needs no file chosen twice. Values change through
-:meth:`Session.set`, which emits :attr:`Session.changed` ``(key, value)``."""
+microns per pixel typed by the user. Train (and a corrections round) sets the checkpoint; Run inference and the
+retrain panels pick it up (:func:`offer_files`), so Sample -> Train -> Infer -> Evaluate needs no file chosen twice.
+Values change through :meth:`Session.set`, which emits :attr:`Session.changed` ``(key, value)``."""
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import napari
@@ -47,3 +49,30 @@ def session_of(viewer: napari.Viewer) -> Session:
     if session is None:
         session = _SESSIONS[key] = Session()
     return session
+
+
+def offer_files(session: Session, fields: Mapping[str, tuple[Any, Callable[[Path], Path]]]) -> None:
+    """Fill file fields from ``session``: ``fields`` maps a key (``"checkpoint"``, ``"run_dir"``) to (a magicgui
+    FileEdit, how its path follows from the key's value). A field is filled now and whenever the value changes, as
+    long as it is empty or still holds what was offered before: a file the user chose is never replaced."""
+    offered: dict[str, str] = {}
+
+    def text(edit: Any) -> str:
+        value = edit.value
+        if isinstance(value, list | tuple):
+            value = value[0] if len(value) == 1 else ("|".join(map(str, value)) if value else "")
+        return "" if value is None or str(value) == "." else str(value)
+
+    def take(key: str, value: Any) -> None:
+        if key not in fields or value is None:
+            return
+        edit, derive = fields[key]
+        if text(edit) not in ("", offered.get(key)):
+            return
+        path = derive(Path(value))
+        edit.value = [path] if isinstance(edit.value, list | tuple) else path
+        offered[key] = text(edit)
+
+    session.changed.connect(take)
+    for key in fields:
+        take(key, session.get(key))

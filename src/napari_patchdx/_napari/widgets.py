@@ -107,12 +107,7 @@ class SamplePatchesWidget(Panel):
 
         Input errors go to the status line (and a notification); nothing starts.
         """
-        if self.runner.worker is not None:
-            return
-        try:
-            self._start()
-        except INPUT_ERRORS as exc:
-            self.runner.fail(exc)
+        self.runner.attempt(self._start)
 
     def _start(self) -> None:
         from ..sampling.job import sample_cxr_job, sample_slides_job
@@ -358,12 +353,7 @@ class TrainWidget(Panel):
 
     def run(self) -> None:
         """Start training in a worker; curves update after every epoch. Input errors go to the status line."""
-        if self.runner.worker is not None:
-            return
-        try:
-            self._start()
-        except INPUT_ERRORS as exc:
-            self.runner.fail(exc)
+        self.runner.attempt(self._start)
 
     def _start(self) -> None:
         from ..training.job import train_job
